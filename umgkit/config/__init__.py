@@ -1,0 +1,20 @@
+"""Run configuration: YAML with ``_base_`` inheritance, dotted overrides, typed validation."""
+
+from .loader import apply_overrides, config_from_dict, load_config, load_yaml_tree, save_config
+from .schema import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .validate import ConfigError, from_dict, to_dict
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "from_dict",
+    "load_config",
+    "load_yaml_tree",
+    "save_config",
+    "to_dict",
+]

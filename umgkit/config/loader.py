@@ -1,0 +1,140 @@
+"""YAML config files with ``_base_`` inheritance and dotted command-line overrides.
+
+A file may name one or more ``_base_`` files (paths relative to itself); bases are merged first, in
+order, and the file's own keys win, recursively for mappings. YAML is parsed with ``yaml.safe_load``:
+configs are data and nothing in them is executed. Each leaf remembers which file set it, so a schema
+error can point at the right file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from .schema import RunConfig
+from .validate import ConfigError, from_dict, to_dict
+
+__all__ = ["load_config", "load_yaml_tree", "apply_overrides", "save_config", "config_from_dict"]
+
+BASE_KEY = "_base_"
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), schema: type = RunConfig) -> Any:
+    """Read ``path`` (+ its bases), apply ``key.path=value`` overrides, validate into ``schema``.
+
+    Example:
+        >>> cfg = load_config("configs/demo/classification.yaml", ["train.lr=1e-3"])  # doctest: +SKIP
+    """
+    data, origins = load_yaml_tree(Path(path))
+    apply_overrides(data, origins, overrides)
+    return from_dict(schema, data, origins)
+
+
+def config_from_dict(data: Mapping[str, Any], overrides: Iterable[str] = (), schema: type = RunConfig) -> Any:
+    """Like `load_config` for data already in memory (tests, the demo)."""
+    data = _deep_copy(dict(data))
+    origins: dict[str, str] = {}
+    apply_overrides(data, origins, overrides)
+    return from_dict(schema, data, origins)
+
+
+def load_yaml_tree(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, dict[str, str]]:
+    """The merged data of ``path`` and its bases, and the file each dotted key came from."""
+    path = path.resolve()
+    if path in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, path))
+        raise ConfigError(f"{path}: `_base_` files form a cycle: {cycle}. Remove one of the links.")
+    if not path.is_file():
+        where = f" (named as a `_base_` of {_chain[-1]})" if _chain else ""
+        raise ConfigError(f"config file {path} does not exist{where}. Check the path; `_base_` paths are "
+                          f"relative to the file that names them.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config file must hold a mapping of keys, got {type(raw).__name__}.")
+    bases = raw.pop(BASE_KEY, [])
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: `_base_` must be a path or a list of paths, got {bases!r}.")
+    merged: dict = {}
+    origins: dict[str, str] = {}
+    for base in bases:
+        base_data, base_origins = load_yaml_tree(path.parent / base, (*_chain, path))
+        _merge(merged, base_data)
+        origins.update(base_origins)
+    _merge(merged, raw)
+    origins.update({key: str(path) for key in _leaf_paths(raw)})
+    return merged, origins
+
+
+def apply_overrides(data: dict, origins: dict[str, str], overrides: Iterable[str]) -> None:
+    """Apply ``a.b.c=value`` strings in place; values are parsed as YAML (``1e-3``, ``[1, 2]``, ``null``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"command-line override '{item}' must look like key.path=value "
+                              f"(e.g. train.lr=1e-3).")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"command-line override '{item}' has an empty key part.")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"command-line override '{item}': value is not valid YAML: {err}") from None
+        node = data
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                prefix = ".".join(parts[: depth + 1])
+                raise ConfigError(f"command-line override '{item}': '{prefix}' holds {child!r}, not a "
+                                  f"mapping, so it has no key '{parts[depth + 1]}'.")
+            node = child
+        node[parts[-1]] = value
+        origins[key] = "command line"
+
+
+def save_config(cfg: Any, path: str | os.PathLike) -> Path:
+    """Write the resolved config as YAML, atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def _merge(into: dict, new: Mapping) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = _deep_copy(value)
+
+
+def _leaf_paths(data: Mapping, prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        paths.append(path)
+        if isinstance(value, Mapping):
+            paths.extend(_leaf_paths(value, path))
+    return paths
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value

@@ -1,0 +1,73 @@
+"""Typed schemas a run's YAML is validated into.
+
+Each section is a small dataclass; every field has a default except where a run cannot guess one.
+`umgkit.config.load_config` turns YAML (+ ``_base_`` files + dotted overrides) into ``RunConfig``.
+Method-specific options (an adapter's rank, a head's decoder width) live in free-form ``options``
+mappings that the component's own builder validates, so each method keeps its schema next to its code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "RunConfig"]
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "umg:tiny"  # registry string: umg:<cfg|ckpt>, openclip:<name>, timm:<name>
+    pretrained: Optional[str] = None  # local weights file (or hub tag) for the backbone
+    adapter: str = "frozen"  # PET method name from `umgkit list adapters`
+    adapter_options: dict[str, Any] = field(default_factory=dict)  # method options, e.g. {rank: 8}
+    head: str = ""  # head name from `umgkit list heads`; empty = the task's default head
+    head_options: dict[str, Any] = field(default_factory=dict)  # head options, checked by the head
+    grad_checkpointing: bool = False  # recompute trunk activations in backward to save memory
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # dataset folder (layout given by `format`)
+    format: str = ""  # dataset reader name from `umgkit list datasets`; empty = the task's default
+    train_split: str = "train"  # split name the reader understands
+    val_split: str = "val"
+    image_size: int = 224  # square side after resizing / cropping, pixels
+    num_classes: Optional[int] = None  # when set, must equal the dataset's class count
+    class_names: Optional[str] = None  # optional file with one class name per line
+    batch_size: int = 32  # per process
+    eval_batch_size: Optional[int] = None  # per process; defaults to batch_size
+    num_workers: int = 0  # DataLoader workers per process
+    skip_bad: bool = False  # skip unreadable / invalid samples, count them, report at epoch end
+    limit: Optional[int] = None  # use only the first N samples of each split (quick runs)
+    options: dict[str, Any] = field(default_factory=dict)  # reader-specific options
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1  # ignored when max_steps > 0
+    max_steps: int = 0  # optimizer steps; 0 = derive from epochs
+    lr: float = 1e-3
+    weight_decay: float = 0.05  # not applied to biases, norms and other 1-D parameters
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0  # linear warmup before the cosine decay
+    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
+    grad_accum: int = 1  # micro-batches per optimizer step
+    clip_grad: float = 0.0  # max global grad norm; 0 disables clipping
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    eval_every: int = 0  # evaluate every N optimizer steps (and always at the end); 0 = end only
+    log_every: int = 10  # optimizer steps between TensorBoard scalars
+    save_every: int = 0  # checkpoint every N optimizer steps (and at the end); 0 = end only
+    keep_last: int = 2  # checkpoints kept on disk
+    resume: Optional[str] = None  # "auto" = newest complete checkpoint in output_dir, or a path
+    progress: bool = True  # tqdm bar on the main process
+
+
+@dataclass
+class RunConfig:
+    task: str = field(default="", metadata={"required": True})  # name from `umgkit list tasks`
+    output_dir: str = "runs/default"  # resolved config, logs, checkpoints and pictures go here
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    task_options: dict[str, Any] = field(default_factory=dict)  # options the task itself validates

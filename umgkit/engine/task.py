@@ -1,0 +1,35 @@
+"""The small interface through which the generic engine trains and evaluates any task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+__all__ = ["Task"]
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What the trainer needs from a task; the trainer imports no specific task.
+
+    ``model`` holds the frozen backbone, adapters and head; only parameters with ``requires_grad``
+    are optimised and checkpointed. ``training_step`` returns a dict with a scalar ``"loss"`` plus any
+    other scalars to log. ``evaluate`` runs on every process over a loader already sharded by
+    Accelerate and returns the same dataset-level metrics on every process (gathering is the task's
+    job, through ``accelerator.gather_for_metrics``). ``visualise`` writes PNGs for a few samples.
+    """
+
+    model: nn.Module
+    train_dataset: Dataset
+    val_dataset: Optional[Dataset]
+    collate_fn: Optional[Callable[[list], Any]]
+
+    def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]: ...
+
+    def evaluate(self, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]: ...
+
+    def visualise(self, model: nn.Module, batch: Any, out_dir: Path) -> list[Path]: ...
