@@ -12,7 +12,8 @@ __all__ = ["main", "build_parser"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="umgkit",
-        description="Adapt frozen multi-granularity vision-language backbones with parameter-efficient tuning.",
+        description="Adapt frozen multi-granularity vision-language backbones with "
+                    "parameter-efficient tuning.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

@@ -8,7 +8,8 @@ the same way and unknown names fail with a suggestion instead of a ``KeyError``.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 __all__ = ["Registry", "BACKBONES", "ADAPTERS", "HEADS", "TASKS", "DATASETS", "REGISTRIES"]
 

@@ -9,7 +9,7 @@ mappings that the component's own builder validates, so each method keeps its sc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 __all__ = ["ModelConfig", "DataConfig", "TrainConfig", "RunConfig"]
 
@@ -17,7 +17,7 @@ __all__ = ["ModelConfig", "DataConfig", "TrainConfig", "RunConfig"]
 @dataclass
 class ModelConfig:
     backbone: str = "umg:tiny"  # registry string: umg:<cfg|ckpt>, openclip:<name>, timm:<name>
-    pretrained: Optional[str] = None  # local weights file (or hub tag) for the backbone
+    pretrained: str | None = None  # local weights file (or hub tag) for the backbone
     adapter: str = "frozen"  # PET method name from `umgkit list adapters`
     adapter_options: dict[str, Any] = field(default_factory=dict)  # method options, e.g. {rank: 8}
     head: str = ""  # head name from `umgkit list heads`; empty = the task's default head
@@ -32,13 +32,13 @@ class DataConfig:
     train_split: str = "train"  # split name the reader understands
     val_split: str = "val"
     image_size: int = 224  # square side after resizing / cropping, pixels
-    num_classes: Optional[int] = None  # when set, must equal the dataset's class count
-    class_names: Optional[str] = None  # optional file with one class name per line
+    num_classes: int | None = None  # when set, must equal the dataset's class count
+    class_names: str | None = None  # optional file with one class name per line
     batch_size: int = 32  # per process
-    eval_batch_size: Optional[int] = None  # per process; defaults to batch_size
+    eval_batch_size: int | None = None  # per process; defaults to batch_size
     num_workers: int = 0  # DataLoader workers per process
     skip_bad: bool = False  # skip unreadable / invalid samples, count them, report at epoch end
-    limit: Optional[int] = None  # use only the first N samples of each split (quick runs)
+    limit: int | None = None  # use only the first N samples of each split (quick runs)
     options: dict[str, Any] = field(default_factory=dict)  # reader-specific options
 
 
@@ -58,7 +58,7 @@ class TrainConfig:
     log_every: int = 10  # optimizer steps between TensorBoard scalars
     save_every: int = 0  # checkpoint every N optimizer steps (and at the end); 0 = end only
     keep_last: int = 2  # checkpoints kept on disk
-    resume: Optional[str] = None  # "auto" = newest complete checkpoint in output_dir, or a path
+    resume: str | None = None  # "auto" = newest complete checkpoint in output_dir, or a path
     progress: bool = True  # tqdm bar on the main process
 
 

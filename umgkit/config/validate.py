@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Literal, Mapping, Union
+from collections.abc import Mapping
+from typing import Any, Literal, Union
 
 __all__ = ["ConfigError", "from_dict", "to_dict"]
 
@@ -87,7 +88,8 @@ def _convert(tp: Any, value: Any, path: str, origins: Mapping[str, str]) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise _type_error(path, value, f"a list of {len(args)} values", origins)
-            return tuple(_convert(a, v, f"{path}[{i}]", origins) for i, (a, v) in enumerate(zip(args, value)))
+            pairs = enumerate(zip(args, value, strict=True))
+            return tuple(_convert(a, v, f"{path}[{i}]", origins) for i, (a, v) in pairs)
         item = args[0] if args else Any
         out = [_convert(item, v, f"{path}[{i}]", origins) for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out
