@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -25,8 +26,8 @@ class Task(Protocol):
 
     model: nn.Module
     train_dataset: Dataset
-    val_dataset: Optional[Dataset]
-    collate_fn: Optional[Callable[[list], Any]]
+    val_dataset: Dataset | None
+    collate_fn: Callable[[list], Any] | None
 
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]: ...
 

@@ -1,0 +1,305 @@
+"""The generic trainer: a plain PyTorch loop on Hugging Face Accelerate, driven by a `Task` and a `RunConfig`.
+
+The same code runs as one process or as several (``torchrun``): Accelerate shards the data loaders,
+wraps the model for gradient all-reduce and applies mixed precision; everything else (accumulation,
+clipping, schedule, logging, checkpoints) is written out here so the loop can be read top to bottom.
+
+Data order is a pure function of ``(seed, epoch)``: Accelerate's seedable sampler draws one global
+permutation and each process takes every ``num_processes``-th batch of it, so one process with batch
+B and two with B/2 see the same samples in each optimizer step, and a resumed run can rebuild the
+order of the epoch it stopped in and skip what was already consumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ._accel import make_accelerator
+from ._seed import seed_everything
+from ._window import StepWindow, batch_size
+from .checkpoint import latest_checkpoint, load_checkpoint, remove_stale_temps, save_checkpoint
+from .optim import build_optimizer, build_scheduler
+from .task import Task
+from .tracking import RunLogger
+
+__all__ = ["Trainer"]
+
+log = logging.getLogger(__name__)
+
+
+class Trainer:
+    """Trains ``task.model`` as ``cfg.train`` says and evaluates it with ``task.evaluate``.
+
+    Writes under ``cfg.output_dir``: ``config.yaml`` (resolved config), ``metrics.jsonl`` and ``tb/``
+    (scalars), ``checkpoints/step_XXXXXXX/`` (see `umgkit.engine.checkpoint`) and ``vis/`` (pictures
+    from ``task.visualise``). ``task.training_step`` must call ``model(...)`` (the prepared wrapper),
+    so that multi-process gradient synchronisation and autocast apply.
+
+    Example:
+        >>> metrics = Trainer(task, cfg).fit()  # doctest: +SKIP
+    """
+
+    def __init__(self, task: Task, cfg: Any, *, accelerator: Any = None):
+        self.task, self.cfg = task, cfg
+        self.output_dir = Path(cfg.output_dir)
+        tc = cfg.train
+        self.accelerator = acc = accelerator or make_accelerator(tc.mixed_precision, cfg.seed)
+        seed_everything(cfg.seed)
+        if tc.grad_accum < 1:
+            raise ValueError(f"train.grad_accum must be >= 1, got {tc.grad_accum}.")
+
+        optimizer = build_optimizer(task.model, lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas)
+        train_loader, val_loader = self._build_loaders()
+        if val_loader is None:
+            self.model, self.optimizer, self.train_loader = acc.prepare(task.model, optimizer, train_loader)
+            self.val_loader = None
+        else:
+            self.model, self.optimizer, self.train_loader, self.val_loader = acc.prepare(
+                task.model, optimizer, train_loader, val_loader)
+        self.batches_per_epoch = len(self.train_loader)
+        if self.batches_per_epoch == 0:
+            raise ValueError(
+                f"the train split has {len(task.train_dataset)} samples, fewer than one global batch "
+                f"(data.batch_size {cfg.data.batch_size} x {acc.num_processes} processes); lower "
+                f"data.batch_size or add data.")
+        self.steps_per_epoch = -(-self.batches_per_epoch // tc.grad_accum)
+        self.total_steps = tc.max_steps if tc.max_steps > 0 else tc.epochs * self.steps_per_epoch
+        self.scheduler = build_scheduler(self.optimizer, total_steps=self.total_steps,
+                                         warmup_steps=tc.warmup_steps, min_lr_ratio=tc.min_lr_ratio)
+        self._trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self._step_keys: tuple[str, ...] = ()  # keys training_step returns, reused for empty batches
+        self.step = 0  # optimizer updates done
+        self.epoch = 0  # current epoch (0-based)
+        self.batches_in_epoch = 0  # per-process micro-batches of `epoch` consumed
+        self.skipped_in_epoch = 0  # bad samples skipped so far in `epoch` (this process; see _save)
+        self.skipped_per_epoch: list[int] = []  # all processes, one entry per finished epoch
+        self.skipped_samples = 0  # all processes, all finished epochs
+        self._last_saved = -1
+
+    # ------------------------------------------------------------------ public
+    def fit(self) -> dict[str, float]:
+        """Train to ``total_steps`` (resuming if ``train.resume`` says so); returns the final val metrics."""
+        acc, tc = self.accelerator, self.cfg.train
+        if acc.is_main_process:
+            from umgkit.config import save_config
+
+            save_config(self.cfg, self.output_dir / "config.yaml")
+        resumed_from = self._resume()
+        self.logger = RunLogger(self.output_dir, enabled=acc.is_main_process,
+                                resume_step=self.step if resumed_from else None)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
+                   disable=not (acc.is_main_process and tc.progress))
+        try:
+            self.model.train()
+            while self.step < self.total_steps:
+                self._train_epoch(bar)
+            if self._last_saved != self.step:
+                self._save()  # before the report below, so the checkpoint keeps the mid-epoch position
+            if self.batches_in_epoch > 0:  # max_steps stopped mid-epoch: report what that part skipped
+                self._end_epoch(partial=True)
+            metrics = self.evaluate()
+            self.logger.log(self.step, {f"val/{k}": v for k, v in metrics.items()})
+            self._visualise()
+        finally:
+            bar.close()
+            self.logger.close()
+        return metrics
+
+    def evaluate(self) -> dict[str, float]:
+        """``task.evaluate`` over the val split on every process (no grad, eval mode); {} without one."""
+        if self.val_loader is None:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad(), self.accelerator.autocast():
+            metrics = self.task.evaluate(self.model, self.val_loader, self.accelerator)
+        self.model.train(was_training)
+        return {k: float(v) for k, v in metrics.items()}
+
+    # ------------------------------------------------------------------ loop
+    def _step_output(self, batch: Any) -> dict[str, torch.Tensor]:
+        """The task's step, or a zero loss when the data layer skipped every sample of the batch.
+
+        A zero loss that still touches every trainable parameter keeps the processes' collectives in
+        step (gradient all-reduce, scalar reduction) while adding nothing to the update.
+        """
+        if isinstance(batch, dict) and batch.get("batch_size") == 0:
+            zero = sum(p.sum() * 0.0 for p in self._trainable)
+            return {key: zero for key in self._step_keys or ("loss",)}
+        out = self.task.training_step(self.model, batch)
+        self._step_keys = tuple(out)
+        return out
+
+    def _train_epoch(self, bar: Any) -> None:
+        acc, tc = self.accelerator, self.cfg.train
+        self._train_gen.manual_seed(self.cfg.seed + self.epoch)  # worker seeds: a function of the epoch
+        self.train_loader.set_epoch(self.epoch)
+        loader = self.train_loader
+        if self.batches_in_epoch:
+            from accelerate import skip_first_batches
+
+            loader = skip_first_batches(self.train_loader, self.batches_in_epoch)
+        window = StepWindow(acc.device)
+        n_micro = 1
+        for batch in loader:
+            if isinstance(batch, dict) and "num_skipped" in batch:
+                self.skipped_in_epoch += int(batch.pop("num_skipped"))
+            index = self.batches_in_epoch % tc.grad_accum
+            if index == 0:  # size of this accumulation group; the epoch's last one may be short
+                n_micro = min(tc.grad_accum, self.batches_per_epoch - self.batches_in_epoch)
+            last = index == n_micro - 1
+            with contextlib.nullcontext() if last else acc.no_sync(self.model):
+                with acc.autocast():
+                    out = self._step_output(batch)
+                acc.backward(out["loss"] / n_micro)
+            window.add_micro(out, batch_size(batch), n_micro)
+            self.batches_in_epoch += 1
+            if not last:
+                continue
+
+            grad_norm = None
+            if tc.clip_grad > 0:
+                grad_norm = acc.clip_grad_norm_(self._trainable, tc.clip_grad)
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            window.end_step(lr, grad_norm)
+            bar.update(1)
+
+            if self.step % max(1, tc.log_every) == 0 or self.step == self.total_steps:
+                scalars = window.reduce(acc)
+                self.logger.log(self.step, scalars)
+                bar.set_postfix(loss=f"{scalars['train/loss']:.4g}")
+                window = StepWindow(acc.device)
+            if self.batches_in_epoch == self.batches_per_epoch:
+                self._end_epoch()
+            if tc.eval_every > 0 and self.step % tc.eval_every == 0 and self.step < self.total_steps:
+                metrics = self.evaluate()
+                self.logger.log(self.step, {f"val/{k}": v for k, v in metrics.items()})
+            if tc.save_every > 0 and self.step % tc.save_every == 0:
+                self._save()
+            if self.step >= self.total_steps or self.batches_in_epoch == 0:
+                break
+        # Leaving a prepared loader early skips its own cleanup; without this Accelerate would still
+        # treat it as the active loader (which `gather_for_metrics` and `accumulate` consult).
+        if hasattr(loader, "end"):
+            loader.end()
+
+    def _end_epoch(self, partial: bool = False) -> None:
+        """Sum the skipped-sample counts over processes and report them; start the next epoch."""
+        count = torch.tensor([self.skipped_in_epoch], device=self.accelerator.device)
+        total = int(self.accelerator.reduce(count, reduction="sum").item())
+        self.skipped_per_epoch.append(total)
+        self.skipped_samples += total
+        if self.accelerator.is_main_process:
+            what = "partial epoch" if partial else "epoch"
+            level = logging.WARNING if total else logging.INFO
+            log.log(level, "%s %d: skipped %d bad samples", what, self.epoch, total)
+        self.logger.log(self.step, {"train/epoch": self.epoch, "train/skipped": total})
+        self.epoch += 1
+        self.batches_in_epoch = 0
+        self.skipped_in_epoch = 0
+
+    # ------------------------------------------------------------------ pieces
+    def _build_loaders(self) -> tuple[DataLoader, DataLoader | None]:
+        """Loaders with their own generators, so iterating them never draws from the global RNG."""
+        d, task = self.cfg.data, self.task
+        self._train_gen = torch.Generator().manual_seed(self.cfg.seed)
+        # drop_last: every optimizer step sees a full global batch, on any process count.
+        train = DataLoader(task.train_dataset, batch_size=d.batch_size, shuffle=True, drop_last=True,
+                           num_workers=d.num_workers, collate_fn=task.collate_fn, generator=self._train_gen)
+        if task.val_dataset is None:
+            return train, None
+        val = DataLoader(task.val_dataset, batch_size=d.eval_batch_size or d.batch_size, shuffle=False,
+                         num_workers=d.num_workers, collate_fn=task.collate_fn,
+                         generator=torch.Generator().manual_seed(self.cfg.seed))
+        return train, val
+
+    def _state(self) -> dict[str, Any]:
+        acc = self.accelerator
+        return {"epoch": self.epoch, "batches_in_epoch": self.batches_in_epoch,
+                "skipped_in_epoch": self.skipped_in_epoch, "skipped_per_epoch": self.skipped_per_epoch,
+                "total_steps": self.total_steps, "num_processes": acc.num_processes,
+                "global_batch": self.cfg.data.batch_size * acc.num_processes,
+                "grad_accum": self.cfg.train.grad_accum, "seed": self.cfg.seed}
+
+    def _save(self) -> None:
+        # Skipped counts are per process until the epoch ends; store their sum (restored on rank 0).
+        local = self.skipped_in_epoch
+        count = torch.tensor([local], device=self.accelerator.device)
+        self.skipped_in_epoch = int(self.accelerator.reduce(count, reduction="sum").item())
+        state = self._state()
+        self.skipped_in_epoch = local
+        path = save_checkpoint(self.accelerator, self.output_dir / "checkpoints", step=self.step,
+                               model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                               trainer_state=state, keep_last=self.cfg.train.keep_last)
+        self._last_saved = self.step
+        if self.accelerator.is_main_process:
+            log.info("saved checkpoint %s", path)
+
+    def _resume(self) -> Path | None:
+        """Restore from ``train.resume`` ("auto" = newest complete checkpoint, or a path); None if fresh."""
+        acc, resume = self.accelerator, self.cfg.train.resume
+        root = self.output_dir / "checkpoints"
+        if not resume:
+            return None
+        path = latest_checkpoint(root) if resume == "auto" else Path(resume)
+        acc.wait_for_everyone()  # every process has looked before the main one sweeps temp dirs
+        if acc.is_main_process:
+            for stale in remove_stale_temps(root):
+                log.info("removed interrupted checkpoint write %s", stale)
+        if path is None:
+            if acc.is_main_process:
+                log.info("resume=auto: no complete checkpoint in %s, starting fresh", root)
+            return None
+        state = load_checkpoint(acc, path, model=self.model, optimizer=self.optimizer,
+                                scheduler=self.scheduler)
+        global_batch = self.cfg.data.batch_size * acc.num_processes
+        if (state["global_batch"], state["grad_accum"]) != (global_batch, self.cfg.train.grad_accum):
+            raise ValueError(
+                f"{path} was written with a global batch of {state['global_batch']} and grad_accum "
+                f"{state['grad_accum']}, this run has {global_batch} and {self.cfg.train.grad_accum}; the "
+                f"data position cannot be carried over. Resume with the same data.batch_size x processes "
+                f"and train.grad_accum, or start a fresh output_dir.")
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.batches_in_epoch = state["batches_in_epoch"]
+        self.skipped_in_epoch = state["skipped_in_epoch"] if acc.is_main_process else 0
+        self.skipped_per_epoch = list(state["skipped_per_epoch"])
+        self.skipped_samples = sum(self.skipped_per_epoch)
+        self._last_saved = self.step
+        if acc.is_main_process:
+            log.info("resumed from %s (step %d, epoch %d, %d batches into it)", path, self.step,
+                     self.epoch, self.batches_in_epoch)
+        return path
+
+    def _visualise(self) -> None:
+        """``task.visualise`` on the first val batch, main process only, into ``output_dir/vis``."""
+        task, acc = self.task, self.accelerator
+        if task.val_dataset is None or not callable(getattr(task, "visualise", None)):
+            return
+        if acc.is_main_process:
+            loader = DataLoader(task.val_dataset, batch_size=self.cfg.data.eval_batch_size
+                                or self.cfg.data.batch_size, collate_fn=task.collate_fn,
+                                generator=torch.Generator().manual_seed(self.cfg.seed))
+            batch = next(iter(loader), None)
+            if batch is not None:
+                from accelerate.utils import send_to_device
+
+                if isinstance(batch, dict):
+                    batch.pop("num_skipped", None)
+                model = acc.unwrap_model(self.model)
+                model.eval()
+                with torch.no_grad():
+                    task.visualise(model, send_to_device(batch, acc.device), self.output_dir / "vis")
+                model.train()
+        acc.wait_for_everyone()
