@@ -1,0 +1,105 @@
+"""Weights round-trip through the registry in each family's own format; hub names fail clearly offline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from backbone_cases import build, images
+from safetensors.torch import save_file
+
+from umgkit.backbones import create_backbone, save_umg_checkpoint
+
+
+def _perturb(module: torch.nn.Module, seed: int) -> None:
+    """Move every weight away from its init so a checkpoint that fails to load cannot pass by chance."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=g))
+
+
+def _same_outputs(a, b, text: bool) -> None:
+    x = images((64, 96))
+    assert torch.equal(a.dense(x), b.dense(x))
+    assert torch.equal(a.encode_image(x), b.encode_image(x))
+    if text:
+        assert torch.equal(a.encode_text(["a cat"]), b.encode_text(["a cat"]))
+        assert torch.equal(a.embed_pixels(x), b.embed_pixels(x))
+
+
+def test_umg_roundtrip(tmp_path):
+    model = build("umg")
+    _perturb(model, 3)
+    out = save_umg_checkpoint(model, tmp_path / "ckpt")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert json.loads((out / "config.json").read_text())["config"]["vision"]["width"] == 128
+    for ref in (str(out), str(out / "model.safetensors")):
+        loaded = create_backbone(f"umg:{ref}")
+        _same_outputs(model, loaded, text=True)
+        assert not any(p.requires_grad for p in loaded.parameters())
+    # an architecture name plus a weights file loads the same weights
+    _same_outputs(model, create_backbone("umg:tiny", pretrained=str(out / "model.safetensors")), text=True)
+
+
+def test_umg_bad_checkpoint(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        create_backbone(f"umg:{tmp_path}")
+    with pytest.raises(KeyError, match="neither an architecture"):
+        create_backbone("umg:no-such-thing")
+
+
+@pytest.mark.parametrize("suffix", [".bin", ".safetensors"])
+def test_openclip_local_file(tmp_path, suffix):
+    model = build("openclip")
+    _perturb(model, 4)
+    state = {k: v.contiguous() for k, v in model.model.state_dict().items()}
+    path = tmp_path / f"weights{suffix}"
+    if suffix == ".bin":
+        torch.save(state, path)
+    else:
+        save_file(state, str(path))
+    loaded = create_backbone("openclip:umgkit-tiny-openclip", pretrained=str(path))
+    _same_outputs(model, loaded, text=True)
+
+
+def test_timm_local_file(tmp_path):
+    model = build("timm")
+    _perturb(model, 5)
+    path = tmp_path / "timm.safetensors"
+    save_file({k: v.contiguous() for k, v in model.model.state_dict().items()}, str(path))
+    loaded = create_backbone("timm:vit_tiny_patch16_224", pretrained=str(path), depth=2)
+    _same_outputs(model, loaded, text=False)
+
+
+@pytest.mark.parametrize("name,tag", [("openclip:umgkit-tiny-openclip", "laion2b_s34b_b88k"),
+                                      ("timm:vit_tiny_patch16_224", "augreg_in21k")])
+def test_hub_name_offline(monkeypatch, name, tag):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    family = name.split(":")[0]
+    example = "open_clip_model" if family == "openclip" else "timm_model"
+    with pytest.raises(RuntimeError, match=rf"give a local file with model\.pretrained=/path/to/{example}"):
+        create_backbone(name, pretrained=tag)
+
+
+def test_hf_hub_name_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match=r"model\.pretrained=/path/to/open_clip_model\.safetensors"):
+        create_backbone("openclip:hf-hub:laion/CLIP-ViT-B-16-laion2B-s34B-b88K")
+
+
+@pytest.mark.parametrize("name", ["openclip:umgkit-tiny-openclip", "timm:vit_tiny_patch16_224"])
+def test_missing_local_file(tmp_path, name):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        create_backbone(name, pretrained=str(tmp_path / "nope.safetensors"))
+
+
+def test_unknown_names():
+    with pytest.raises(KeyError, match="not an open_clip model"):
+        create_backbone("openclip:ViT-Nope")
+    with pytest.raises(KeyError, match="not a timm model"):
+        create_backbone("timm:vit_nope")
+    with pytest.raises(KeyError, match="Unknown backbone"):
+        create_backbone("nope:thing")

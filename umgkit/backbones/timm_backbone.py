@@ -1,0 +1,104 @@
+"""``timm:<name>`` — any timm ``VisionTransformer`` behind the backbone contract (vision only).
+
+Adapter targets: blocks at ``model.blocks`` (also ``backbone.blocks``, an ``nn.Sequential``); inside a
+block ``norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2`` (umg uses the same names).
+
+Vision only: ``embed_dim`` is None, ``has_text`` False. ``encode_image`` returns timm's L2-normalised
+pooled feature (``forward_head(pre_logits=True)``: class token or average, ``fc_norm``) — useful for
+linear probes and retrieval within images, but *not* a joint image-text space. ``encode_text``,
+``embed_regions`` and ``embed_pixels`` raise a clear error (they would only be meaningful with a text
+space; region features without one are ``roi_align`` over `dense`). The model is built with
+``dynamic_img_size=True`` so any input size works (timm resamples position embeddings bicubically).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..registry import BACKBONES
+from ._weights import check_local_file, hub_offline, is_local_path, offline_error
+from .base import Backbone
+
+__all__ = ["TimmBackbone", "build_timm"]
+
+
+class TimmBackbone(Backbone):
+    """Wraps a timm ``VisionTransformer`` (``model``) built with ``num_classes=0``."""
+
+    def __init__(self, model: nn.Module, *, name: str) -> None:
+        needed = ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head")
+        if not all(hasattr(model, a) for a in needed):
+            raise NotImplementedError(f"{name}: only timm VisionTransformer-style models are supported "
+                                      f"(patch_embed, blocks, norm); got {type(model).__name__}.")
+        cfg = getattr(model, "pretrained_cfg", {}) or {}
+        mean, std = cfg.get("mean", (0.5, 0.5, 0.5)), cfg.get("std", (0.5, 0.5, 0.5))
+        patch = model.patch_embed.patch_size
+        super().__init__(name=name, embed_dim=None, width=model.num_features, patch_size=patch[0],
+                         num_layers=len(model.blocks), has_text=False,
+                         image_size=tuple(model.patch_embed.img_size),
+                         image_mean=mean, image_std=std)
+        if patch[0] != patch[1]:
+            raise NotImplementedError(f"{name}: non-square patches {patch} are not supported.")
+        self.model = model
+        self.num_prefix_tokens = int(model.num_prefix_tokens)
+        self._freeze()
+
+    @property
+    def blocks(self) -> nn.Sequential:
+        return self.model.blocks
+
+    def _embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        m = self.model
+        x = m.patch_embed(images)  # (B, h, w, C) with dynamic_img_size, else (B, h*w, C)
+        if x.dim() == 4:
+            grid = (x.shape[1], x.shape[2])
+        else:
+            grid = tuple(m.patch_embed.grid_size)
+        x = m._pos_embed(x)  # timm's own (resampled) position embeddings and prefix tokens
+        x = m.patch_drop(x)
+        return m.norm_pre(x), grid
+
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.norm(x)
+
+    def _pool_image(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.final_norm(tokens), pre_logits=True)
+
+    def embed_regions(self, images, boxes):
+        raise NotImplementedError(self._no_joint_message())
+
+    def embed_pixels(self, images):
+        raise NotImplementedError(self._no_joint_message())
+
+
+@BACKBONES.register("timm:", doc="timm ViT (vision only): timm:<name>, pretrained=<local file or hub tag>")
+def build_timm(name: str, pretrained: str | None = None, **kwargs) -> TimmBackbone:
+    """``timm.create_model(name, num_classes=0, dynamic_img_size=True, **kwargs)`` wrapped as a backbone.
+
+    ``pretrained``: None (random init), a local ``.safetensors`` / ``.pth`` / ``.bin`` file in timm's
+    format (read with ``timm.models.load_checkpoint(weights_only=True)``), or a hub request — ``"hub"``
+    for the default tag or a tag name such as ``"augreg_in21k"`` — which needs the network.
+    """
+    import timm
+
+    label = f"timm:{name}"
+    base = name.split(".", 1)[0]
+    if not timm.is_model(base):
+        raise KeyError(f"{label} is not a timm model; `timm.list_models('vit_*')` lists the ViTs.")
+    kwargs = {"num_classes": 0, "dynamic_img_size": True, **kwargs}
+    if pretrained and is_local_path(pretrained):
+        path = check_local_file(pretrained, label)
+        model = timm.create_model(name, pretrained=False, **kwargs)
+        timm.models.load_checkpoint(model, path, strict=True, weights_only=True)
+    elif pretrained:
+        hub_name = name if pretrained in ("hub", "true", "True") else f"{base}.{pretrained}"
+        if hub_offline():
+            raise offline_error(label, pretrained, "timm_model")
+        try:
+            model = timm.create_model(hub_name, pretrained=True, **kwargs)
+        except (OSError, RuntimeError, ValueError) as err:
+            raise offline_error(label, pretrained, "timm_model", err) from err
+    else:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+    return TimmBackbone(model.eval(), name=label)

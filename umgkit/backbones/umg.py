@@ -1,0 +1,153 @@
+"""``umg:<arch-or-checkpoint>`` — umgkit's own dual encoder (ViT image tower + causal text tower).
+
+Adapter targets: vision blocks at ``visual.blocks`` (also ``backbone.blocks``), text blocks at
+``text.blocks``; inside a block ``norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2`` (timm layout).
+
+Checkpoints are a directory with ``model.safetensors`` (the backbone's state dict) and ``config.json``
+(``{"format": "umgkit.umg", "version": 1, "config": <architecture dict>}``); never pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..registry import BACKBONES
+from .base import Backbone
+from .text import TextTransformer
+from .umg_configs import UMG_CONFIGS, get_umg_config
+from .vit import VisionTransformer, init_weights
+
+__all__ = ["UMGBackbone", "save_umg_checkpoint", "load_umg_checkpoint", "build_umg"]
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
+_FORMAT = "umgkit.umg"
+
+
+class UMGBackbone(Backbone):
+    """Dual encoder built from an architecture dict (see `umg_configs`); frozen after construction.
+
+    ``logit_scale`` is a learnable log-temperature (CLIP's ``log(1/0.07)`` init) used by pretraining.
+    """
+
+    def __init__(self, config: dict, *, name: str = "umg", init: bool = True) -> None:
+        v, t, d = config["vision"], config["text"], int(config["embed_dim"])
+        super().__init__(name=name, embed_dim=d, width=v["width"], patch_size=v["patch_size"],
+                         num_layers=v["layers"], has_text=True, image_size=(v["image_size"],) * 2,
+                         image_mean=CLIP_MEAN, image_std=CLIP_STD)
+        self.config = config
+        self.visual = VisionTransformer(**v, embed_dim=d)
+        self.text = TextTransformer(**t, embed_dim=d)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        if init:  # skipped when a checkpoint overwrites every weight anyway
+            init_weights(self.visual)
+            init_weights(self.text)
+        self._freeze()
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.visual.blocks
+
+    def _embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        return self.visual.embed(images)
+
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.visual.norm(x)
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        return self.visual.proj(x)
+
+    def _pool_image(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._project(self.final_norm(tokens[:, 0]))  # class token
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        """``(B, context_length)`` int64 token ids."""
+        return self.text.tokenize(texts)
+
+    def _encode_text(self, texts: list[str]) -> torch.Tensor:
+        ids = self.tokenize(texts).to(self.logit_scale.device)
+        return self.text(ids)
+
+
+def save_umg_checkpoint(model: UMGBackbone, directory: str | os.PathLike) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` into ``directory`` (created; files replaced atomically).
+
+    Returns the directory; ``create_backbone(f"umg:{directory}")`` loads it back bit-exactly.
+    """
+    if not isinstance(model, UMGBackbone):
+        raise TypeError(f"save_umg_checkpoint expects a UMGBackbone, got {type(model).__name__}.")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {"format": _FORMAT, "version": 1, "config": model.config}
+    _atomic(out / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"}))
+    _atomic(out / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+    return out
+
+
+def _atomic(target: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_umg_checkpoint(path: str | os.PathLike, *, name: str | None = None) -> UMGBackbone:
+    """Load a checkpoint directory (or its ``model.safetensors`` / ``config.json``) written by
+    `save_umg_checkpoint`; every key must match (strict)."""
+    p = Path(path)
+    directory = p if p.is_dir() else p.parent
+    cfg_file, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    if p.is_file() and p.suffix == ".safetensors":
+        weights = p
+    for f in (cfg_file, weights):
+        if not f.is_file():
+            raise FileNotFoundError(f"umg checkpoint {path}: missing {f.name} in {directory}; a umg "
+                                    "checkpoint is a directory written by save_umg_checkpoint "
+                                    f"({WEIGHTS_NAME} + {CONFIG_NAME}).")
+    meta = json.loads(cfg_file.read_text())
+    if meta.get("format") != _FORMAT or "config" not in meta:
+        raise ValueError(f"{cfg_file} is not a umg checkpoint config (expected format '{_FORMAT}').")
+    model = UMGBackbone(meta["config"], name=name or f"umg:{path}", init=False)
+    _load_weights(model, weights)
+    return model
+
+
+def _load_weights(model: UMGBackbone, file: Path) -> None:
+    if file.suffix != ".safetensors":
+        raise ValueError(f"umg weights must be a .safetensors file, got {file}.")
+    missing, unexpected = model.load_state_dict(load_file(str(file)), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{file} does not match the umg architecture: missing keys {missing[:5]}, "
+                         f"unexpected keys {unexpected[:5]}.")
+
+
+@BACKBONES.register("umg:", doc="umgkit's dual encoder: umg:<tiny|small|base16|large14> or umg:/ckpt/dir")
+def build_umg(name: str, pretrained: str | None = None) -> UMGBackbone:
+    """``name`` is an architecture (random init, or ``pretrained`` = a ``.safetensors`` state dict /
+    checkpoint dir) or a checkpoint path written by `save_umg_checkpoint`."""
+    if name in UMG_CONFIGS:
+        model = UMGBackbone(get_umg_config(name), name=f"umg:{name}", init=not pretrained)
+        if pretrained:
+            p = Path(pretrained)
+            _load_weights(model, p / WEIGHTS_NAME if p.is_dir() else p)
+        return model
+    if Path(name).exists():
+        if pretrained:
+            raise ValueError(f"umg:{name} is a checkpoint already; drop pretrained={pretrained!r}.")
+        return load_umg_checkpoint(name)
+    raise KeyError(f"umg:{name} is neither an architecture ({', '.join(UMG_CONFIGS)}) nor an existing "
+                   "checkpoint path (a directory written by save_umg_checkpoint).")

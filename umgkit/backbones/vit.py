@@ -1,0 +1,111 @@
+"""umgkit's own ViT image tower, with timm's block layout so one adapter targets both.
+
+Block layout (same attribute names as timm's ``VisionTransformer``)::
+
+    blocks[i].norm1, .attn.qkv (fused Linear(C, 3C)), .attn.proj, .norm2, .mlp.fc1, .mlp.fc2
+
+Pre-norm residual blocks, GELU MLP, ``F.scaled_dot_product_attention``. The same `Block` runs the text
+tower, which passes a causal ``attn_mask``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._pos_embed import resample_pos_embed
+
+__all__ = ["Attention", "Mlp", "Block", "VisionTransformer", "init_weights"]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention on batch-first tokens ``(B, N, C)`` with a fused qkv projection."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by heads {heads}.")
+        self.num_heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)  # (B, h, N, d)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class Mlp(nn.Module):
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``."""
+
+    def __init__(self, width: int, heads: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width)
+        self.attn = Attention(width, heads)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = Mlp(width, mlp_dim)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), attn_mask=attn_mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class VisionTransformer(nn.Module):
+    """Image tower: patch conv, class token, learned position embeddings, blocks, final norm, projection.
+
+    ``embed(images)`` returns the tokens entering the first block ``(B, 1 + h*w, C)`` with position
+    embeddings resampled (bicubic) when the grid differs from ``image_size // patch_size``; ``proj`` maps
+    normed features ``(..., C)`` to the joint space ``(..., D)``.
+    """
+
+    num_prefix_tokens = 1
+
+    def __init__(self, *, image_size: int, patch_size: int, width: int, layers: int, heads: int,
+                 mlp_dim: int, embed_dim: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.grid_size = (image_size // patch_size, image_size // patch_size)
+        self.patch_embed = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid_size[0] * self.grid_size[1], width))
+        self.blocks = nn.ModuleList([Block(width, heads, mlp_dim) for _ in range(layers)])
+        self.norm = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, embed_dim, bias=False)
+
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        x = self.patch_embed(images)  # (B, C, h, w)
+        grid = (x.shape[2], x.shape[3])
+        x = x.flatten(2).transpose(1, 2)  # (B, h*w, C)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+        pos = resample_pos_embed(self.pos_embed, self.grid_size, grid, self.num_prefix_tokens)
+        return x + pos.to(x.dtype), grid
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """Truncated-normal linear / embedding weights, zero biases, unit norms (ViT / CLIP practice)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=std)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    for name, p in module.named_parameters(recurse=True):
+        if name.endswith(("pos_embed", "cls_token", "positional_embedding")):
+            nn.init.normal_(p, std=std)
