@@ -10,7 +10,7 @@ import importlib
 
 __all__ = ["import_builtins"]
 
-BUILTIN_MODULES = ("umgkit.data",)
+BUILTIN_MODULES = ("umgkit.data", "umgkit.backbones", "umgkit.adapters")
 
 
 def import_builtins() -> None:

@@ -1,0 +1,60 @@
+"""Every adapter on umgkit's Backbone wrappers (the ViT sits under an attribute and is found structurally):
+trains only its own parameters, round-trips through save/load, and merges where the maths allows."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from adapter_cases import (
+    HAVE_UMGKIT_BACKBONES,
+    MERGEABLE,
+    UMGKIT_BACKBONES,
+    images,
+    method_params,
+    perturb_adapter,
+)
+
+from umgkit.adapters import apply_adapter, load_adapter, merge_adapter, parameter_report, save_adapter
+
+pytestmark = pytest.mark.skipif(not HAVE_UMGKIT_BACKBONES, reason="umgkit.backbones does not import yet")
+
+
+# umgkit's own ViT runs every method; the open_clip / timm wrappers (whose raw models run the full tables in
+# the other files) run one method of each kind, to check that blocks are found under the wrapper.
+WRAPPER_METHODS = {"lora", "lora_qv", "adaptformer", "vpt", "ssf"}
+CASES = [pytest.param(*b.values, *m.values, id=f"{b.id}-{m.id}")
+         for b in UMGKIT_BACKBONES for m in method_params(None if b.id == "umg" else WRAPPER_METHODS)]
+
+
+@pytest.mark.parametrize("build, forward, method, options", CASES)
+def test_adapter_on_umgkit_backbone(tmp_path, build, forward, method, options):
+    model = build()
+    adapter = apply_adapter(model, method, **options)
+    owned = {n for n, _ in model.named_parameters() if adapter.owns(n)}
+    assert owned and {n for n, p in model.named_parameters() if p.requires_grad} == owned
+    assert parameter_report(model)["trainable"] == sum(
+        p.numel() for n, p in model.named_parameters() if n in owned)
+
+    x = images()
+    loss = forward(model, x).square().mean()
+    loss.backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if n not in owned)
+
+    perturb_adapter(model, adapter)
+    expected = forward(model, x).detach()
+    save_adapter(model, adapter, tmp_path)
+    fresh = build()
+    loaded = load_adapter(fresh, tmp_path)
+    assert torch.equal(forward(fresh, x), expected)
+
+    if method in MERGEABLE:
+        merge_adapter(fresh, loaded)
+        torch.testing.assert_close(forward(fresh, x), expected, atol=1e-5, rtol=1e-5)
+        assert set(fresh.state_dict()) == _plain_keys(build)
+
+
+@functools.cache
+def _plain_keys(build) -> set[str]:
+    return set(build().state_dict())
