@@ -1,7 +1,7 @@
 """Run configuration: YAML with ``_base_`` inheritance, dotted overrides, typed validation."""
 
 from .loader import apply_overrides, config_from_dict, load_config, load_yaml_tree, save_config
-from .schema import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .schema import DataConfig, ModelConfig, RunConfig, SynthConfig, TrainConfig
 from .validate import ConfigError, from_dict, to_dict
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "RunConfig",
+    "SynthConfig",
     "TrainConfig",
     "apply_overrides",
     "config_from_dict",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "RunConfig"]
+__all__ = ["ModelConfig", "SynthConfig", "DataConfig", "TrainConfig", "RunConfig"]
 
 
 @dataclass
@@ -23,6 +23,15 @@ class ModelConfig:
     head: str = ""  # head name from `umgkit list heads`; empty = the task's default head
     head_options: dict[str, Any] = field(default_factory=dict)  # head options, checked by the head
     grad_checkpointing: bool = False  # recompute trunk activations in backward to save memory
+
+
+@dataclass
+class SynthConfig:
+    out: str = ""  # when set, the synthetic world is generated here before reading (reused if unchanged)
+    num: int = 400  # images in the world (train + val)
+    size: int = 64  # image side, pixels
+    seed: int = 0
+    val_fraction: float = 0.2
 
 
 @dataclass
@@ -40,6 +49,7 @@ class DataConfig:
     skip_bad: bool = False  # skip unreadable / invalid samples, count them, report at epoch end
     limit: int | None = None  # use only the first N samples of each split (quick runs)
     options: dict[str, Any] = field(default_factory=dict)  # reader-specific options
+    synthetic: SynthConfig = field(default_factory=SynthConfig)  # generate the built-in world first
 
 
 @dataclass

@@ -39,9 +39,11 @@ from .vocab import (
     stuff_category_id,
     thing_category_id,
 )
+from .ensure import ensure_world
 from .world import generate_world, split_sizes
 
 __all__ = [
+    "ensure_world",
     "generate_world",
     "split_sizes",
     "THING_CLASSES",
