@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .._io import atomic_write, atomic_write_text
 from ..registry import ADAPTERS
 from ._base import Adapter
 
@@ -43,8 +43,8 @@ def save_adapter(model: nn.Module, adapter: Adapter, directory: str | os.PathLik
         config = adapter.config_json()
     else:
         config = {"method": adapter.method, "options": adapter.options, "format": _FORMAT}
-    _atomic(out / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata=meta))
-    _atomic(out / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2, sort_keys=True)))
+    atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True))
     return out
 
 
@@ -74,13 +74,3 @@ def _read_method(src: Path) -> tuple[str, dict[str, Any]]:
     info = json.loads(meta["umgkit"])
     return info["method"], info["options"]
 
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .._io import atomic_write, atomic_write_text
 from ..registry import BACKBONES
 from .base import Backbone
 from .text import TextTransformer
@@ -89,20 +89,10 @@ def save_umg_checkpoint(model: UMGBackbone, directory: str | os.PathLike) -> Pat
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {"format": _FORMAT, "version": 1, "config": model.config}
-    _atomic(out / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"}))
-    _atomic(out / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_write(out / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"}))
+    atomic_write_text(out / CONFIG_NAME, json.dumps(meta, indent=2) + "\n")
     return out
 
-
-def _atomic(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_umg_checkpoint(path: str | os.PathLike, *, name: str | None = None) -> UMGBackbone:

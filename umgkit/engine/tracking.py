@@ -13,6 +13,8 @@ import math
 import os
 from pathlib import Path
 
+from .._io import atomic_write_text
+
 __all__ = ["RunLogger", "read_metrics"]
 
 
@@ -74,6 +76,4 @@ def read_metrics(path: str | os.PathLike, key: str | None = None) -> list[dict]:
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))

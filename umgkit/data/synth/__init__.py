@@ -29,6 +29,7 @@ arguments give byte-identical files.
 """
 
 from .captions import region_caption, scene_captions
+from .ensure import ensure_world
 from .scene import Scene, StuffRegion, Thing, draw_scene, min_visible_area
 from .vocab import (
     ADE_CLASSES,
@@ -39,7 +40,6 @@ from .vocab import (
     stuff_category_id,
     thing_category_id,
 )
-from .ensure import ensure_world
 from .world import generate_world, split_sizes
 
 __all__ = [

@@ -17,6 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..._io import atomic_write_text
 from .vocab import ADE_CLASSES, COLOURS, STUFF_CLASSES, THING_CLASSES, stuff_category_id, thing_category_id
 from .writers import ADE_SPLITS, render_image
 
@@ -56,15 +57,9 @@ def _prepare(out: Path) -> None:
     (out / "manifest").mkdir(parents=True, exist_ok=True)
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, obj: Any, indent: int | None = None) -> None:
     separators = None if indent else (",", ":")
-    _write_text(path, json.dumps(obj, sort_keys=True, indent=indent, separators=separators) + "\n")
+    atomic_write_text(path, json.dumps(obj, sort_keys=True, indent=indent, separators=separators) + "\n")
 
 
 def _category_colour(category_id: int) -> list[int]:
@@ -108,7 +103,7 @@ def _write_split(out: Path, split: str, records: list[dict], info: dict) -> None
                 dict(common, annotations=instances, categories=thing_cats))
     _write_json(ann_dir / f"panoptic_{split}.json",
                 dict(common, annotations=panoptic, categories=panoptic_cats))
-    _write_text(out / "manifest" / f"{split}.jsonl",
+    atomic_write_text(out / "manifest" / f"{split}.jsonl",
                 "".join(json.dumps(m, sort_keys=True, separators=(",", ":")) + "\n" for m in manifest))
 
 
@@ -174,7 +169,7 @@ def generate_world(out: str | Path, num: int, size: int = 128, seed: int = 0, va
     info = {"description": "umgkit synthetic world", "version": "1", "seed": seed, "size": size}
     for split in SPLITS:
         _write_split(out, split, [r for r in records if r["split"] == split], info)
-    _write_text(out / "ade" / "classes.txt", "".join(f"{name}\n" for name in ADE_CLASSES))
+    atomic_write_text(out / "ade" / "classes.txt", "".join(f"{name}\n" for name in ADE_CLASSES))
     class_counts = {split: dict(sorted(Counter(r["class"] for r in records if r["split"] == split).items()))
                     for split in SPLITS}
     world = {"format": "umgkit-synth", "version": 1, "seed": seed, "size": size, "num": num,

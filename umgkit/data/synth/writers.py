@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from ..._io import atomic_write
 from .captions import region_caption, scene_captions, scene_tags
 from .scene import draw_scene, mask_box
 from .vocab import stuff_category_id, thing_category_id
@@ -46,11 +47,9 @@ def xyxy_to_xywh(box: tuple[int, int, int, int]) -> list[int]:
 
 
 def _atomic_png(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     # zlib level 1: the textures' pixel noise barely compresses, and level 1 encodes ~2x faster than the
     # default 6 for files of the same size. Encoding is deterministic for a given zlib build.
-    Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG", compress_level=1))
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
