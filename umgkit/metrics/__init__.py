@@ -1,0 +1,11 @@
+"""Dataset-level metrics computed as the reference tools compute them."""
+
+from .classification import classification_metrics, confusion_matrix, per_class_accuracy, topk_accuracy
+from .retrieval import caption_ranks, image_ranks, retrieval_metrics
+from .segmentation import ConfusionMatrix, segmentation_confusion_matrix, segmentation_scores
+from .vtab import VTAB_GROUPS, VTAB_TASKS, vtab_summary, vtab_table
+
+__all__ = ["ConfusionMatrix", "segmentation_confusion_matrix", "segmentation_scores",
+           "classification_metrics", "confusion_matrix", "per_class_accuracy", "topk_accuracy",
+           "VTAB_GROUPS", "VTAB_TASKS", "vtab_summary", "vtab_table",
+           "caption_ranks", "image_ranks", "retrieval_metrics"]
