@@ -10,7 +10,7 @@ import importlib
 
 __all__ = ["import_builtins"]
 
-BUILTIN_MODULES = ("umgkit.data", "umgkit.backbones", "umgkit.adapters")
+BUILTIN_MODULES = ("umgkit.data", "umgkit.backbones", "umgkit.adapters", "umgkit.heads", "umgkit.tasks")
 
 
 def import_builtins() -> None:

@@ -90,14 +90,13 @@ def _run_task(config: Path, overrides: list[str], train: bool) -> int:
     from ._builtins import import_builtins
     from .config import load_config
     from .engine import Trainer
-    from .registry import TASKS
+    from .tasks._build import build_task
 
     cfg = load_config(config, overrides)
     import_builtins()
-    task = TASKS.build(cfg.task, cfg=cfg)
-    trainer = Trainer(task, cfg)
+    trainer = Trainer(build_task(cfg), cfg)
     metrics = trainer.fit() if train else trainer.evaluate()
-    if trainer.is_main_process:
+    if trainer.accelerator.is_main_process:
         for key, value in metrics.items():
             print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     return 0

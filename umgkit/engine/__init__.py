@@ -3,6 +3,7 @@
 The engine knows a task only through the `Task` protocol; it imports no specific task.
 """
 
+from ._seed import seed_everything
 from .checkpoint import (
     latest_checkpoint,
     list_checkpoints,
@@ -27,6 +28,7 @@ __all__ = [
     "param_groups",
     "read_metrics",
     "save_checkpoint",
+    "seed_everything",
     "trainable_state_dict",
     "warmup_cosine",
 ]

@@ -1,0 +1,9 @@
+"""Task decoders, registered in `umgkit.registry.HEADS`."""
+
+from .classification import LinearHead, TextInitHead, build_linear_head, build_text_init_head
+from .contrastive import ContrastiveHead, build_contrastive_head
+from .segmentation import SemanticHead, build_semantic_fpn, build_semantic_uper
+
+__all__ = ["SemanticHead", "build_semantic_fpn", "build_semantic_uper",
+           "LinearHead", "TextInitHead", "build_linear_head", "build_text_init_head",
+           "ContrastiveHead", "build_contrastive_head"]

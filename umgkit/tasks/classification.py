@@ -1,0 +1,189 @@
+"""``classification`` task: image classification with a linear or text-initialised head; top-1 / top-5.
+
+Data: a classification reader (``imagefolder`` by default, ``csv`` via ``data.format``) whose items are
+``{"image", "label", "path"}`` and which provides ``class_names`` (underscores become spaces in prompts).
+The model is ``backbone (+ adapter) -> encode_image (B, F) -> head -> logits (B, C)``.
+
+Task options (``task_options``):
+- ``label_smoothing`` (float, 0.0): cross-entropy label smoothing.
+- ``cache_features`` (bool; default true when ``model.adapter`` is ``frozen``): train and evaluate the head
+  on features computed once with the eval transform (see `umgkit.tasks._feature_cache`; no train-time
+  augmentation then). Only allowed with the ``frozen`` adapter: other adapters change the features.
+- ``cache_dir`` (str; default ``<parent of output_dir>/.feature_cache``, shared by runs kept side by
+  side, e.g. ``runs/.feature_cache``).
+- ``crop_scale`` ([lo, hi], [0.08, 1.0]) and ``hflip`` (0.5): train augmentation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..config import RunConfig
+from ..data.collate import collate_dicts
+from ..data.transforms import build_transforms
+from ..metrics.classification import classification_metrics, confusion_matrix
+from ..registry import HEADS, TASKS
+from ._build import build_backbone, build_dataset
+from ._feature_cache import cached_features
+
+__all__ = ["ClassificationModel", "ClassificationTask", "build_classification_task", "plot_confusion"]
+
+_OPTIONS = {"label_smoothing": 0.0, "cache_features": None, "cache_dir": None, "crop_scale": (0.08, 1.0),
+            "hflip": 0.5}
+
+
+class ClassificationModel(nn.Module):
+    """Backbone (+ adapters) and head. ``forward(images=(B, 3, H, W))`` or ``forward(features=(B, F))``
+    (cached features skip the backbone) -> logits ``(B, C)``."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, images: torch.Tensor | None = None,
+                features: torch.Tensor | None = None) -> torch.Tensor:
+        if features is None:
+            if images is None:
+                raise ValueError("ClassificationModel needs images or features.")
+            features = self.backbone.encode_image(images)
+        return self.head(features)
+
+
+def _logits(model: nn.Module, batch: dict) -> torch.Tensor:
+    if "features" in batch:
+        return model(features=batch["features"])
+    return model(images=batch["image"])
+
+
+def plot_confusion(confusion: torch.Tensor, class_names: list[str], path: Path) -> Path:
+    """Write a row-normalised confusion matrix (rows = true class) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conf = confusion.double()
+    norm = conf / conf.sum(dim=1, keepdim=True).clamp(min=1)
+    n = conf.shape[0]
+    side = min(2 + 0.4 * n, 20)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
+    if n <= 40:
+        ax.set_xticks(range(n), class_names[:n], rotation=90, fontsize=7)
+        ax.set_yticks(range(n), class_names[:n], fontsize=7)
+        for i in range(n):
+            for j in range(n):
+                if conf[i, j] > 0:
+                    ax.text(j, i, int(conf[i, j]), ha="center", va="center", fontsize=6,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+class ClassificationTask:
+    """Implements `umgkit.engine.Task` for classification (see the module docstring)."""
+
+    def __init__(self, *, model: ClassificationModel, train_dataset: Dataset, val_dataset: Dataset | None,
+                 class_names: list[str], label_smoothing: float = 0.0) -> None:
+        self.model, self.train_dataset, self.val_dataset = model, train_dataset, val_dataset
+        self.collate_fn = collate_dicts
+        self.class_names = list(class_names)
+        self.label_smoothing = float(label_smoothing)
+        self.last_confusion: torch.Tensor | None = None  # (C, C) from the latest evaluate
+
+    def training_step(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        logits = _logits(model, batch)
+        labels = batch["label"].to(logits.device)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        acc = (logits.detach().argmax(dim=1) == labels).float().mean()
+        return {"loss": loss, "acc": acc}
+
+    def evaluate(self, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:
+        """Logits and labels of the whole split (gathered over processes), then top-1 / top-5 (k clipped
+        to the class count) and mean per-class accuracy."""
+        all_logits, all_labels = [], []
+        for batch in loader:
+            if not batch.get("batch_size", 1):
+                continue
+            logits = _logits(model, batch)
+            labels = batch["label"].to(logits.device)
+            logits, labels = accelerator.gather_for_metrics((logits.float(), labels))
+            all_logits.append(logits.cpu())
+            all_labels.append(labels.cpu())
+        if not all_logits:
+            return {}
+        logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+        self.last_confusion = confusion_matrix(logits.argmax(dim=1), labels, logits.shape[1])
+        return classification_metrics(logits, labels, ks=(1, 5))
+
+    def visualise(self, model: nn.Module, batch: dict, out_dir: Path) -> list[Path]:
+        """``confusion.png``: the latest evaluation's confusion matrix (or this batch's, if none yet)."""
+        conf = self.last_confusion
+        if conf is None:
+            with torch.no_grad():
+                logits = _logits(model, batch)
+            conf = confusion_matrix(logits.argmax(dim=1).cpu(), batch["label"].cpu(), logits.shape[1])
+        return [plot_confusion(conf.cpu(), self.class_names, Path(out_dir) / "confusion.png")]
+
+
+def _task_options(raw: dict) -> dict:
+    unknown = sorted(set(raw) - set(_OPTIONS))
+    if unknown:
+        raise ValueError(f"task_options {unknown} are not classification options; known: {sorted(_OPTIONS)}.")
+    return {**_OPTIONS, **raw}
+
+
+@TASKS.register("classification")
+def build_classification_task(cfg: RunConfig) -> ClassificationTask:
+    """Task from a run config: datasets, backbone + adapter, head (``model.head``, default ``linear``)."""
+    opts = _task_options(dict(cfg.task_options))
+    frozen = cfg.model.adapter == "frozen"
+    cache = frozen if opts["cache_features"] is None else bool(opts["cache_features"])
+    if cache and not frozen:
+        raise ValueError(f"task_options.cache_features=true needs model.adapter=frozen (got "
+                         f"'{cfg.model.adapter}': its features change while training); set it to false.")
+    backbone, _ = build_backbone(cfg.model)
+    mean, std, size = backbone.image_mean, backbone.image_std, cfg.data.image_size
+    eval_tf = build_transforms("classification", train=False, image_size=size, mean=mean, std=std)
+    train_tf = eval_tf if cache else build_transforms(
+        "classification", train=True, image_size=size, mean=mean, std=std,
+        scale=tuple(opts["crop_scale"]), hflip=float(opts["hflip"]))
+    d = cfg.data
+    train = build_dataset(d, d.train_split, train_tf, "imagefolder")
+    val = build_dataset(d, d.val_split, eval_tf, "imagefolder") if d.val_split else None
+    names = list(getattr(train, "class_names", []))
+    if not names:
+        raise ValueError(f"the {d.train_split} split of {d.root} has no class_names; "
+                         "classification needs them.")
+    if val is not None and len(getattr(val, "class_names", names)) != len(names):
+        raise ValueError(f"split '{d.train_split}' has {len(names)} classes but '{d.val_split}' has "
+                         f"{len(val.class_names)}; both splits must list the same class folders.")
+    head = HEADS.build(cfg.model.head or "linear", backbone=backbone, num_classes=len(names),
+                       class_names=names,
+                       **cfg.model.head_options)
+    head.requires_grad_(True)
+    if hasattr(head, "logit_scale"):
+        head.logit_scale.requires_grad_(bool(cfg.model.head_options.get("learn_scale", True)))
+    if cache:
+        cache_dir = opts["cache_dir"] or str(Path(cfg.output_dir).parent / ".feature_cache")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        backbone.to(device)
+        common = dict(backbone_name=cfg.model.backbone, pretrained=cfg.model.pretrained, cache_dir=cache_dir,
+                      batch_size=d.eval_batch_size or d.batch_size, device=device)
+        train = cached_features(backbone, train, **common)
+        val = cached_features(backbone, val, **common) if val is not None else None
+        backbone.to("cpu")
+    model = ClassificationModel(backbone, head)
+    return ClassificationTask(model=model, train_dataset=train, val_dataset=val, class_names=names,
+                              label_smoothing=opts["label_smoothing"])

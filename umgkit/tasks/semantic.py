@@ -1,0 +1,248 @@
+"""``semantic`` task: semantic segmentation with a frozen backbone, adapters and a dense head.
+
+Data: an ADE20K-style reader (``ade20k`` by default; ``seg_folder`` via ``data.format``) with items
+``{"image", "label_map": (H, W) int64, 255 = ignore, "path"}``. Train: random resized crop + flip to
+``data.image_size``. Eval: the image alone is resized (``eval_resize``: shorter side to
+``data.image_size``, ``square``, or ``none``); the label stays at its stored size and predictions are
+resized back to it (bilinear on logits), as mmseg evaluates. Loss: cross-entropy with ignore 255 on
+logits up-sampled to the label size (+ ``dice_weight`` x soft Dice, optional ``class_weights``).
+Metric: one confusion matrix over the val set -> mIoU / mAcc / aAcc (+ per class), see
+`umgkit.metrics.segmentation`.
+
+Task options (all optional): ``reduce_zero_label`` (passed to the reader; ade20k defaults to true),
+``inference`` (``whole`` | ``slide``), ``window`` / ``stride`` (slide; default image_size and 2/3 of
+it), ``pad`` (slide: pad images smaller than the window), ``eval_resize``, ``crop_scale``, ``hflip``,
+``dice_weight``, ``class_weights`` (list, one per class), ``per_class`` (report IoU.<name>/Acc.<name>),
+``num_vis`` (overlay PNGs), ``val_data`` (``{root, format, options, val_split, class_names,
+num_classes}`` overriding ``data`` for the val split: open-vocabulary transfer to another class set).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms import v2
+
+from ..config import RunConfig
+from ..data.collate import collate_dicts
+from ..data.transforms import JointTransform, build_transforms
+from ..metrics.segmentation import segmentation_confusion_matrix, segmentation_scores
+from ..registry import HEADS, TASKS
+from ._build import build_backbone, build_dataset
+from ._sliding import slide_inference, whole_inference
+
+__all__ = ["SemanticModel", "SemanticTask", "ImageOnly", "dice_loss", "build_semantic_task"]
+
+IGNORE = 255
+_OPTIONS = {"reduce_zero_label": None, "inference": "whole", "window": None, "stride": None, "pad": False,
+            "eval_resize": "shorter", "crop_scale": (0.25, 1.0), "hflip": 0.5, "dice_weight": 0.0,
+            "class_weights": None, "per_class": True, "num_vis": 4, "val_data": None}
+_VAL_DATA_KEYS = {"root", "format", "options", "val_split", "class_names", "num_classes"}
+
+
+class SemanticModel(nn.Module):
+    """Backbone (+ adapters) and head; ``forward((B, 3, H, W)) -> logits (B, K, H, W)``."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.backbone.dense(images))  # (B, K, H/4, W/4)
+        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+    def set_class_names(self, names: list[str]) -> None:
+        self.head.set_class_names(names)
+
+
+class ImageOnly:
+    """Applies a joint transform to the image only; the label map keeps its stored size (evaluation)."""
+
+    def __init__(self, transform) -> None:
+        self.transform = transform
+
+    def __call__(self, item: dict) -> dict:
+        return {**item, "image": self.transform({"image": item["image"]})["image"]}
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE) -> torch.Tensor:
+    """Soft Dice over labelled pixels, ``1 - mean_k 2|P_k T_k| / (|P_k| + |T_k|)`` (smoothed by 1)."""
+    valid = (target != ignore_index).unsqueeze(1)  # (B, 1, H, W)
+    probs = logits.float().softmax(1) * valid
+    onehot = F.one_hot(target.clamp_max(logits.shape[1] - 1) * valid[:, 0], logits.shape[1])
+    onehot = onehot.permute(0, 3, 1, 2).float() * valid  # (B, K, H, W)
+    inter, total = (probs * onehot).sum((0, 2, 3)), (probs + onehot).sum((0, 2, 3))
+    return 1 - ((2 * inter + 1) / (total + 1)).mean()
+
+
+class SemanticTask:
+    """Implements `umgkit.engine.Task` for semantic segmentation (see the module docstring)."""
+
+    def __init__(self, *, model: SemanticModel, train_dataset, val_dataset, options: dict[str, Any],
+                 image_size: int, image_mean=(0.0, 0.0, 0.0), image_std=(1.0, 1.0, 1.0)) -> None:
+        self.model, self.train_dataset, self.val_dataset = model, train_dataset, val_dataset
+        self.collate_fn = collate_dicts
+        self.opts = options
+        self.window = options["window"] or image_size
+        self.stride = options["stride"] or max(1, (2 * _first(self.window)) // 3)
+        self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
+        self.train_names = list(train_dataset.class_names)
+        self.val_names = list(val_dataset.class_names) if val_dataset is not None else self.train_names
+        weights = options["class_weights"]
+        self.class_weights = None if weights is None else torch.tensor(weights, dtype=torch.float32)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        logits = model(batch["image"])  # (B, K, H, W)
+        target = batch["label_map"]  # (B, H, W)
+        if logits.shape[-2:] != target.shape[-2:]:
+            logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        weight = None if self.class_weights is None else self.class_weights.to(logits.device)
+        ce = F.cross_entropy(logits.float(), target, weight=weight, ignore_index=IGNORE)
+        out = {"loss": ce, "ce": ce.detach()}
+        if self.opts["dice_weight"]:
+            dice = dice_loss(logits, target)
+            out["loss"] = ce + self.opts["dice_weight"] * dice
+            out["dice"] = dice.detach()
+        return out
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, model: nn.Module, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Logits ``(B, K, *size)`` for images ``(B, 3, h, w)``, by ``whole`` or ``slide`` inference."""
+        if self.opts["inference"] == "slide":
+            logits = slide_inference(model, image, self.window, self.stride, pad=self.opts["pad"])
+        else:
+            logits = whole_inference(model, image)
+        if tuple(logits.shape[-2:]) != tuple(size):
+            logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+        return logits
+
+    def _pairs(self, batch: dict):
+        """(images (b, 3, h, w), labels (b, H, W)) groups: the whole batch when stacked, else one by one."""
+        images, labels = batch["image"], batch["label_map"]
+        if isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor):
+            yield images, labels
+            return
+        for image, label in zip(images, labels, strict=True):
+            yield image[None], label[None]
+
+    def _eval_names(self, model: nn.Module) -> nn.Module:
+        """The unwrapped model, switched to the val class set when the head is open-vocabulary."""
+        if getattr(model.head, "classifier_kind", "learned") == "open_vocab" and \
+                model.head.class_names != self.val_names:
+            model.set_class_names(self.val_names)
+        return model
+
+    def evaluate(self, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:
+        """Per-sample confusion matrices, gathered with ``gather_for_metrics`` (which drops the repeats
+        Accelerate pads the last batch with) and summed: every process returns the dataset-level scores.
+        """
+        inner = self._eval_names(accelerator.unwrap_model(model))
+        k = len(self.val_names)
+        if inner.head.num_classes != k:
+            raise ValueError(f"the head predicts {inner.head.num_classes} classes but the val set has {k}; "
+                             "a learned classifier needs the same class set (or use head option "
+                             "classifier=open_vocab to evaluate on other class names).")
+        total = torch.zeros(k, k, dtype=torch.int64, device=accelerator.device)
+        try:
+            for batch in loader:
+                mats = []
+                for images, labels in self._pairs(batch) if batch.get("batch_size", 1) else ():
+                    pred = self.predict(inner, images, tuple(labels.shape[-2:])).argmax(1)
+                    mats += [segmentation_confusion_matrix(p, t, k)
+                             for p, t in zip(pred, labels, strict=True)]
+                stacked = torch.stack(mats) if mats else total.new_zeros(0, k, k)
+                total += accelerator.gather_for_metrics(stacked.to(total.device)).sum(0)
+        finally:
+            if getattr(inner.head, "classifier_kind", "learned") == "open_vocab":
+                inner.set_class_names(self.train_names)
+        return segmentation_scores(total, self.val_names, per_class=bool(self.opts["per_class"]))
+
+    # ------------------------------------------------------------------ pictures
+    def visualise(self, model: nn.Module, batch: dict, out_dir: Path) -> list[Path]:
+        """``semantic_<i>.png`` per sample (up to ``num_vis``): image | ground truth | prediction overlays."""
+        from ..vis import overlay_labels, save_grid
+
+        model = self._eval_names(model)
+        paths = []
+        try:
+            for image, label in self._pairs(batch):
+                for j in range(image.shape[0]):
+                    if len(paths) >= self.opts["num_vis"]:
+                        break
+                    size = tuple(label.shape[-2:])
+                    pred = self.predict(model, image[j:j + 1], size).argmax(1)[0].cpu().numpy()
+                    rgb = self._to_rgb(image[j], size)
+                    gt = label[j].cpu().numpy()
+                    tiles = [rgb, overlay_labels(rgb, gt), overlay_labels(rgb, pred)]
+                    paths.append(save_grid(tiles, Path(out_dir) / f"semantic_{len(paths)}.png", columns=3,
+                                           titles=["image", "ground truth", "prediction"],
+                                           scale=max(1, 192 // max(size))))
+        finally:
+            if getattr(model.head, "classifier_kind", "learned") == "open_vocab":
+                model.set_class_names(self.train_names)
+        return paths
+
+    def _to_rgb(self, image: torch.Tensor, size: tuple[int, int]):
+        mean = torch.tensor(self.image_mean, device=image.device)[:, None, None]
+        std = torch.tensor(self.image_std, device=image.device)[:, None, None]
+        pic = (image.float() * std + mean).clamp(0, 1)[None]
+        pic = F.interpolate(pic, size=size, mode="bilinear", align_corners=False)[0]
+        return (pic.permute(1, 2, 0) * 255).round().byte().cpu().numpy()
+
+
+def _first(value) -> int:
+    return int(value) if isinstance(value, int) else int(value[0])
+
+
+def _task_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise ValueError(f"task 'semantic': unknown task_options {unknown}; valid: {sorted(_OPTIONS)}.")
+    merged = {**_OPTIONS, **options}
+    if merged["inference"] not in ("whole", "slide"):
+        raise ValueError(f"task_options.inference={merged['inference']!r}: choose 'whole' or 'slide'.")
+    if merged["eval_resize"] not in ("shorter", "square", "none", None):
+        raise ValueError(f"task_options.eval_resize={merged['eval_resize']!r}: choose shorter, square or "
+                         "none.")
+    extra = sorted(set(merged["val_data"] or {}) - _VAL_DATA_KEYS)
+    if extra:
+        raise ValueError(f"task_options.val_data has unknown keys {extra}; valid: {sorted(_VAL_DATA_KEYS)}.")
+    return merged
+
+
+@TASKS.register("semantic")
+def build_semantic_task(cfg: RunConfig) -> SemanticTask:
+    """Semantic segmentation on ``cfg.data`` with ``cfg.model`` (default head ``semantic_fpn``)."""
+    opts = _task_options(dict(cfg.task_options))
+    backbone, _ = build_backbone(cfg.model)
+    mean, std, size = backbone.image_mean, backbone.image_std, cfg.data.image_size
+    rzl = opts["reduce_zero_label"]
+    extra = {} if rzl is None else {"reduce_zero_label": bool(rzl)}  # else the reader's default
+    train_tf = build_transforms("dense", train=True, image_size=size, mean=mean, std=std,
+                                scale=tuple(opts["crop_scale"]), hflip=float(opts["hflip"]))
+    train = build_dataset(cfg.data, cfg.data.train_split, train_tf, "ade20k", **extra)
+    val = None
+    val_cfg = dataclasses.replace(cfg.data, **(opts["val_data"] or {}))
+    if val_cfg.val_split:
+        resize = opts["eval_resize"] or "none"
+        if resize == "none":  # normalise only: evaluate at the stored resolution
+            eval_tf = JointTransform([v2.Normalize(mean=list(mean), std=list(std))])
+        else:
+            eval_tf = build_transforms("dense", train=False, image_size=size, mean=mean, std=std,
+                                       eval_resize=resize)
+        val = build_dataset(val_cfg, val_cfg.val_split, ImageOnly(eval_tf), "ade20k", **extra)
+    weights = opts["class_weights"]
+    if weights is not None and len(weights) != len(train.class_names):
+        raise ValueError(f"task_options.class_weights has {len(weights)} entries for "
+                         f"{len(train.class_names)} classes; give one weight per class, in label order.")
+    head = HEADS.build(cfg.model.head or "semantic_fpn", backbone=backbone,
+                       num_classes=len(train.class_names), class_names=list(train.class_names),
+                       **cfg.model.head_options)
+    return SemanticTask(model=SemanticModel(backbone, head), train_dataset=train, val_dataset=val,
+                        options=opts, image_size=size, image_mean=mean, image_std=std)
