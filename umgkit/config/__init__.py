@@ -1,6 +1,7 @@
 """Run configuration: YAML with ``_base_`` inheritance, dotted overrides, typed validation."""
 
 from .loader import apply_overrides, config_from_dict, load_config, load_yaml_tree, save_config
+from .options import Option, parse_options
 from .schema import DataConfig, ModelConfig, RunConfig, SynthConfig, TrainConfig
 from .validate import ConfigError, from_dict, to_dict
 
@@ -8,6 +9,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "ModelConfig",
+    "Option",
     "RunConfig",
     "SynthConfig",
     "TrainConfig",
@@ -16,6 +18,7 @@ __all__ = [
     "from_dict",
     "load_config",
     "load_yaml_tree",
+    "parse_options",
     "save_config",
     "to_dict",
 ]
