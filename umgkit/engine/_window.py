@@ -58,9 +58,11 @@ class StepWindow:
 
 
 def batch_size(batch: Any) -> int:
-    """Samples in a batch (first tensor's leading size), 0 when the batch has no tensor to tell by."""
+    """Samples in a batch: the collated ``batch_size`` key, else the first tensor's leading size, else 0."""
     from accelerate.utils import find_batch_size
 
+    if isinstance(batch, dict) and isinstance(batch.get("batch_size"), int):
+        return batch["batch_size"]
     try:
         return int(find_batch_size(batch))
     except (TypeError, ValueError, AttributeError):
