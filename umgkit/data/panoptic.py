@@ -37,14 +37,17 @@ class CocoPanopticDataset(ReaderDataset):
     """COCO panoptic; defaults follow the 2017 layout.
 
     ``annotations_file``: root/annotations/panoptic_<split>2017.json; ``panoptic_dir``:
-    root/annotations/panoptic_<split>2017/; ``image_dir``: root/<split>2017/; ``categories_file``
-    (e.g. panoptic_coco_categories.json) overrides the JSON's own categories.
+    root/annotations/panoptic_<split>2017/; ``image_dir``: root/<split>2017/ (``{split}`` in these three is
+    replaced by the split name); ``categories_file`` (e.g. panoptic_coco_categories.json) overrides the
+    JSON's own categories.
     """
 
     def __init__(self, root, split, transform=None, skip_bad=False, num_classes=None, limit=None,
                  annotations_file: str | None = None, panoptic_dir: str | None = None,
                  image_dir: str | None = None, categories_file: str | None = None):
         super().__init__(root, split, transform, skip_bad, limit)
+        annotations_file, panoptic_dir, image_dir = (None if v is None else str(v).format(split=split)
+                                                     for v in (annotations_file, panoptic_dir, image_dir))
         ann_path = resolve(self.root, annotations_file, f"annotations/panoptic_{split}2017.json")
         data = read_json(ann_path, "COCO panoptic file")
         self.annotations_file = ann_path

@@ -30,10 +30,22 @@ from ..backbones.pyramid import SimpleFeaturePyramid
 from ..registry import HEADS
 from ._decoders import FPNDecoder, UperDecoder
 
-__all__ = ["SemanticHead", "DEFAULT_TEMPLATES", "build_semantic_fpn", "build_semantic_uper"]
+__all__ = ["SemanticHead", "DEFAULT_TEMPLATES", "build_semantic_fpn", "build_semantic_uper",
+           "encode_class_names"]
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 CLASSIFIERS = ("learned", "open_vocab")
+
+
+@torch.no_grad()
+def encode_class_names(text_encoder: Callable[[list[str]], torch.Tensor], names: Sequence[str],
+                       templates: Sequence[str] = DEFAULT_TEMPLATES) -> torch.Tensor:
+    """``(K, D)`` L2-normalised class embeddings: mean over prompt templates, re-normalised (CLIP's
+    zero-shot convention); shared by every open-vocabulary classifier (segmentation, detection)."""
+    prompts = [t.format(n) for n in names for t in templates]
+    emb = text_encoder(prompts).float()  # (K * T, D)
+    emb = F.normalize(emb, dim=-1).reshape(len(names), len(templates), -1).mean(1)
+    return F.normalize(emb, dim=-1)
 
 
 class SemanticHead(nn.Module):
@@ -92,10 +104,7 @@ class SemanticHead(nn.Module):
     @torch.no_grad()
     def encode_names(self, names: Sequence[str]) -> torch.Tensor:
         """``(K, D)`` L2-normalised class embeddings: mean over templates, re-normalised."""
-        prompts = [t.format(n) for n in names for t in self.templates]
-        emb = self._text_encoder(prompts).float()  # (K * T, D)
-        emb = F.normalize(emb, dim=-1).reshape(len(names), len(self.templates), -1).mean(1)
-        return F.normalize(emb, dim=-1)
+        return encode_class_names(self._text_encoder, names, self.templates)
 
     def set_class_names(self, names: Sequence[str]) -> None:
         """Open-vocab only: re-encode the class set; the output channels become ``len(names)``."""

@@ -1,0 +1,249 @@
+"""``detection`` task: ViTDet-style Faster / Mask R-CNN on a frozen backbone with adapters.
+
+Data: a COCO instances reader (``coco_instances`` by default) with items ``{"image", "boxes" (K, 4) XYXY
+pixels, "labels" (K,) in [0, C), "iscrowd", ["masks" (K, H, W)], "image_id", "orig_size" (H, W)}``.
+String values in ``data.options`` may contain ``{split}`` (``annotations_file:
+annotations/instances_{split}.json``). Train: random resized crop + flip to ``data.image_size`` (boxes and
+masks move with the image; crowd instances are left out of the targets). Eval: the image alone is resized
+(``eval_resize``); images of different sizes stay a list and the head pads them into one batch;
+detections are mapped back to each image's stored size. Loss: torchvision's RPN + RoI losses, summed.
+Metric: pycocotools COCOeval ``bbox`` (and ``segm`` with ``masks``) against the reader's instances JSON
+(or ground truth built from the loaded targets when the reader has none), reported as ``box_AP``,
+``box_AP50``, ``box_AP75``, ``box_APs/m/l`` (``mask_*`` likewise), fractions in [0, 1]. Predictions are
+written as a COCO results JSON to ``<output_dir>/eval/coco_instances_results.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms import v2
+
+from ..config import RunConfig, parse_options
+from ..config.options import Option
+from ..data.collate import collate_dicts
+from ..data.transforms import JointTransform, build_transforms
+from ..metrics.detection import (
+    coco_evaluate,
+    coco_gt_from_targets,
+    detections_to_coco,
+    encode_masks,
+    write_results,
+)
+from ..registry import HEADS, TASKS
+from ._build import build_backbone, build_dataset
+from .retrieval import split_options
+from .semantic import ImageOnly
+
+__all__ = ["OPTIONS", "DetectionModel", "DetectionTask", "build_detection_task"]
+
+OPTIONS = {
+    "masks": Option(False, "train and evaluate the mask branch (Mask R-CNN; mask AP as mask_*)"),
+    "crop_scale": Option((0.3, 1.0), "train RandomResizedCrop area range [min, max]"),
+    "hflip": Option(0.5, "train horizontal-flip probability"),
+    "eval_resize": Option("shorter", "eval image resize: shorter (side to image_size), square or none"),
+    "mask_threshold": Option(0.5, "mask probability above which a pixel belongs to a predicted instance"),
+    "save_results": Option(True, "write the COCO results JSON under <output_dir>/eval/"),
+    "print_summary": Option(True, "print COCOeval's AP table after evaluation (main process)"),
+    "num_vis": Option(4, "pictures written by visualise (ground truth | prediction boxes)"),
+    "vis_score": Option(0.5, "score threshold for the predictions drawn by visualise"),
+}
+
+
+class DetectionModel(nn.Module):
+    """Backbone (+ adapters) and `umgkit.heads.detection.RCNNHead`.
+
+    ``forward(images, targets=None, original_sizes=None)``: images ``(B, 3, H, W)`` or a list of
+    ``(3, H_i, W_i)``; returns the loss dict in training mode, per-image detections in eval mode.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, images, targets: list[dict] | None = None, original_sizes=None):
+        batch = self.head.batch(images)
+        return self.head(self.backbone.dense(batch.tensors), batch, targets, original_sizes)
+
+    def set_class_names(self, names: list[str]) -> None:
+        self.head.set_class_names(names)
+
+
+class DetectionTask:
+    """Implements `umgkit.engine.Task` for detection / instance segmentation (see the module docstring)."""
+
+    def __init__(self, *, model: DetectionModel, train_dataset, val_dataset, options: dict[str, Any],
+                 output_dir: str | Path, image_mean=(0.0, 0.0, 0.0), image_std=(1.0, 1.0, 1.0)) -> None:
+        self.model, self.train_dataset, self.val_dataset = model, train_dataset, val_dataset
+        self.collate_fn = collate_dicts
+        self.opts, self.output_dir = options, Path(output_dir)
+        self.masks = bool(options["masks"])
+        self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
+        self.class_names = list(train_dataset.class_names)
+        ref = val_dataset if val_dataset is not None else train_dataset
+        self.label_to_cat_id = list(getattr(ref, "label_to_cat_id", range(1, len(self.class_names) + 1)))
+        self.summary: list[str] = []  # COCOeval tables of the last evaluation
+
+    # ------------------------------------------------------------------ training
+    def _targets(self, batch: dict) -> list[dict]:
+        targets = []
+        for i in range(batch["batch_size"]):
+            keep = batch["iscrowd"][i] == 0 if "iscrowd" in batch else slice(None)
+            tgt = {"boxes": batch["boxes"][i][keep], "labels": batch["labels"][i][keep]}
+            if self.masks:
+                tgt["masks"] = batch["masks"][i][keep]
+            targets.append(tgt)
+        return targets
+
+    def training_step(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        losses = model(batch["image"], self._targets(batch))
+        out = {"loss": sum(losses.values())}
+        out.update({k.removeprefix("loss_"): v.detach() for k, v in losses.items()})
+        return out
+
+    # ------------------------------------------------------------------ inference
+    @staticmethod
+    def _sizes(batch: dict) -> list[tuple[int, int]]:
+        """Stored (H, W) per image: detections are mapped back to it (the reader's ``orig_size``)."""
+        if "orig_size" in batch:
+            return [(int(s[0]), int(s[1])) for s in batch["orig_size"]]
+        return [(int(im.shape[-2]), int(im.shape[-1])) for im in batch["image"]]
+
+    def _records(self, model: nn.Module, batch: dict, with_gt: bool) -> list[dict]:
+        """Plain per-image records (COCO results + optional ground truth) that gather across processes."""
+        sizes = self._sizes(batch)
+        detections = model(batch["image"], original_sizes=sizes)
+        records = []
+        for i, (det, size) in enumerate(zip(detections, sizes, strict=True)):
+            image_id = int(batch["image_id"][i])
+            rles = None
+            if self.masks:
+                rles = encode_masks((det["masks"][:, 0] > self.opts["mask_threshold"]).cpu())
+            rec = {"image_id": image_id, "height": size[0], "width": size[1],
+                   "results": detections_to_coco(image_id, det["boxes"], det["scores"], det["labels"],
+                                                 self.label_to_cat_id, rles)}
+            if with_gt:
+                rec["gt"] = {"boxes": batch["boxes"][i].cpu().tolist(),
+                             "labels": batch["labels"][i].cpu().tolist(),
+                             "iscrowd": batch["iscrowd"][i].cpu().tolist() if "iscrowd" in batch else None,
+                             "rles": encode_masks(batch["masks"][i].cpu()) if self.masks and "masks" in batch
+                             else None}
+            records.append(rec)
+        return records
+
+    def _ground_truth(self, records: list[dict]):
+        path = getattr(self.val_dataset, "annotations_file", None)
+        if path is not None and Path(path).is_file():
+            return path
+        targets = [{"boxes": torch.tensor(r["gt"]["boxes"]).reshape(-1, 4),
+                    "labels": torch.tensor(r["gt"]["labels"], dtype=torch.int64),
+                    "iscrowd": r["gt"]["iscrowd"], "rles": r["gt"]["rles"]} for r in records]
+        images = [{"id": r["image_id"], "height": r["height"], "width": r["width"]} for r in records]
+        return coco_gt_from_targets(images, targets, self.label_to_cat_id, self.class_names)
+
+    def evaluate(self, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:
+        """Per-image COCO results gathered with ``gather_for_metrics`` (objects; the repeats Accelerate
+        pads the last batch with are dropped), then COCOeval on every process (same numbers everywhere)."""
+        inner = accelerator.unwrap_model(model)
+        with_gt = not Path(str(getattr(self.val_dataset, "annotations_file", ""))).is_file()
+        records: list[dict] = []
+        for batch in loader:
+            local = self._records(inner, batch, with_gt) if batch.get("batch_size", 1) else []
+            records += accelerator.gather_for_metrics(local, use_gather_object=True)
+        results = [r for rec in records for r in rec["results"]]
+        if self.opts["save_results"] and accelerator.is_main_process:
+            write_results(self.output_dir / "eval" / "coco_instances_results.json", results)
+        gt, ids = self._ground_truth(records), [r["image_id"] for r in records]
+        self.summary = []
+        metrics = coco_evaluate(gt, results, "bbox", image_ids=ids, prefix="box_", summary=self.summary)
+        if self.masks:
+            metrics.update(coco_evaluate(gt, results, "segm", image_ids=ids, prefix="mask_",
+                                         summary=self.summary))
+        if self.opts["print_summary"] and accelerator.is_main_process:
+            for kind, table in zip(("bbox", "segm"), self.summary, strict=False):
+                print(f"COCOeval {kind} on {len(ids)} images (pycocotools):\n{table.rstrip()}")
+        return metrics
+
+    # ------------------------------------------------------------------ pictures
+    def visualise(self, model: nn.Module, batch: dict, out_dir: Path) -> list[Path]:
+        """``detection_<i>.png`` per sample (up to ``num_vis``): ground truth | predictions (score >=
+        ``vis_score``, with masks when the model has a mask branch), labelled with class names."""
+        from ..vis import draw_boxes, overlay_labels, save_grid
+
+        sizes = self._sizes(batch)
+        detections = model(batch["image"], original_sizes=sizes)
+        paths = []
+        for i, (det, size) in enumerate(zip(detections, sizes, strict=True)):
+            if i >= self.opts["num_vis"]:
+                break
+            rgb = self._to_rgb(batch["image"][i], size)
+            gt_labels = batch["labels"][i].tolist()
+            gt = draw_boxes(rgb, batch["boxes"][i].tolist(), [self.class_names[c] for c in gt_labels],
+                            colours=gt_labels)
+            keep = det["scores"] >= self.opts["vis_score"]
+            labels = det["labels"][keep].tolist()
+            pred = rgb
+            if self.masks and keep.any():
+                label_map = torch.full(size, 255, dtype=torch.int64)
+                for m, c in zip(det["masks"][keep].flip(0), det["labels"][keep].flip(0), strict=True):
+                    label_map[m[0].cpu() > self.opts["mask_threshold"]] = int(c)  # best score drawn last
+                pred = overlay_labels(rgb, label_map.numpy())
+            pred = draw_boxes(pred, det["boxes"][keep].tolist(), [self._name(c) for c in labels],
+                              scores=det["scores"][keep].tolist(), colours=labels)
+            paths.append(save_grid([gt, pred], Path(out_dir) / f"detection_{i}.png", columns=2,
+                                   titles=["ground truth", "prediction"], scale=max(1, 256 // max(size))))
+        return paths
+
+    def _name(self, label: int) -> str:
+        names = getattr(self.model.head, "class_names", None) or self.class_names
+        return names[label] if label < len(names) else str(label)
+
+    def _to_rgb(self, image: torch.Tensor, size: tuple[int, int]):
+        mean = torch.tensor(self.image_mean, device=image.device)[:, None, None]
+        std = torch.tensor(self.image_std, device=image.device)[:, None, None]
+        pic = (image.float() * std + mean).clamp(0, 1)[None]
+        pic = F.interpolate(pic, size=size, mode="bilinear", align_corners=False)[0]
+        return (pic.permute(1, 2, 0) * 255).round().byte().cpu().numpy()
+
+
+def _check(opts: dict[str, Any]) -> None:
+    if opts["eval_resize"] not in ("shorter", "square", "none", None):
+        raise ValueError(f"task_options.eval_resize={opts['eval_resize']!r}: choose shorter, square or none.")
+    lo, hi = (float(v) for v in opts["crop_scale"])
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"task_options.crop_scale={list(opts['crop_scale'])}: need 0 < min <= max <= 1.")
+
+
+@TASKS.register("detection")
+def build_detection_task(cfg: RunConfig) -> DetectionTask:
+    """Detection (+ instance masks) on ``cfg.data`` with ``cfg.model`` (default head ``vitdet_rcnn``)."""
+    opts = parse_options("detection", OPTIONS, cfg.task_options)
+    _check(opts)
+    backbone, _ = build_backbone(cfg.model)
+    mean, std, size = backbone.image_mean, backbone.image_std, cfg.data.image_size
+    coco = (cfg.data.format or "coco_instances") == "coco_instances"
+    train_tf = build_transforms("detection", train=True, image_size=size, mean=mean, std=std,
+                                scale=tuple(opts["crop_scale"]), hflip=float(opts["hflip"]))
+    extra = {"with_masks": bool(opts["masks"])} if coco else {}
+    train_cfg = split_options(cfg.data, cfg.data.train_split)
+    train = build_dataset(train_cfg, cfg.data.train_split, train_tf, "coco_instances", **extra)
+    val = None
+    if cfg.data.val_split:
+        if (opts["eval_resize"] or "none") == "none":  # normalise only: evaluate at the stored resolution
+            eval_tf = JointTransform([v2.Normalize(mean=list(mean), std=list(std))])
+        else:
+            eval_tf = build_transforms("detection", train=False, image_size=size, mean=mean, std=std,
+                                       eval_resize=opts["eval_resize"])
+        # the JSON is the ground truth: val masks are needed only when it is missing (other readers)
+        val_extra = {"with_masks": False} if coco else {}
+        val = build_dataset(split_options(cfg.data, cfg.data.val_split), cfg.data.val_split,
+                            ImageOnly(eval_tf), "coco_instances", **val_extra)
+    head = HEADS.build(cfg.model.head or "vitdet_rcnn", backbone=backbone, num_classes=len(train.class_names),
+                       class_names=list(train.class_names), masks=bool(opts["masks"]),
+                       **cfg.model.head_options)
+    return DetectionTask(model=DetectionModel(backbone, head), train_dataset=train, val_dataset=val,
+                         options=opts, output_dir=cfg.output_dir, image_mean=mean, image_std=std)

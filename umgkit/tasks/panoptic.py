@@ -1,0 +1,289 @@
+"""``panoptic`` task: Mask2Former-style panoptic segmentation with a frozen backbone, adapters and a head.
+
+Data: a COCO panoptic reader (``coco_panoptic`` by default) with items ``{"image", "masks": (K, H, W)
+bool, "labels", "isthing", "iscrowd", "segment_ids", "image_id", "file_name", ...}``. Train: random resized
+crop + flip to ``data.image_size`` (masks move with the image, vanished segments are dropped); crowd
+segments are not matched targets. Eval: only the image is resized (``eval_resize``); predictions are
+up-sampled to the stored size, so images of any size are evaluated one by one at their own resolution.
+Loss: Hungarian-matched class CE ("no object" down-weighted) + sigmoid BCE + dice on sampled points, on
+the last and every auxiliary decoder layer (`umgkit.heads._mask2former.SetCriterion`).
+Metric: PQ / SQ / RQ (all, things ``_th``, stuff ``_st``, per class) counted per image exactly as
+panopticapi and summed over the dataset (`umgkit.metrics.panoptic`), plus the mIoU of the semantic output
+of the same model. ``save_predictions`` writes COCO panoptic PNG + JSON for panopticapi or
+`pq_compute_files`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.transforms import v2
+
+from ..config import Option, RunConfig, parse_options
+from ..data.collate import collate_dicts
+from ..data.transforms import JointTransform, build_transforms
+from ..heads._mask2former import SetCriterion
+from ..metrics.panoptic import pq_image_counts, pq_summary, write_panoptic_json, write_panoptic_png
+from ..metrics.segmentation import segmentation_confusion_matrix, segmentation_scores
+from ..registry import HEADS, TASKS
+from ._build import build_backbone, build_dataset
+from ._panoptic_inference import instance_inference, panoptic_inference, semantic_inference
+from .semantic import ImageOnly
+
+__all__ = ["PanopticModel", "PanopticTask", "build_panoptic_task", "OPTIONS"]
+
+OPTIONS = {
+    "crop_scale": Option([0.25, 1.0], "train RandomResizedCrop area range [min, max]"),
+    "hflip": Option(0.5, "train horizontal-flip probability"),
+    "eval_resize": Option("shorter", "eval image resize: shorter (side = image_size), square, or none"),
+    "object_threshold": Option(0.8, "panoptic inference: min class score of a kept query"),
+    "mask_threshold": Option(0.5, "panoptic inference: sigmoid threshold of a query's own mask"),
+    "overlap_threshold": Option(0.8, "panoptic inference: min visible fraction of a query's mask"),
+    "min_area": Option(0, "panoptic inference: segments with fewer pixels become VOID (0 keeps all)"),
+    "class_weight": Option(2.0, "loss and matching weight of the class cross-entropy"),
+    "mask_weight": Option(5.0, "loss and matching weight of the sigmoid BCE on sampled points"),
+    "dice_weight": Option(5.0, "loss and matching weight of the dice loss on sampled points"),
+    "no_object_weight": Option(0.1, "cross-entropy weight of the 'no object' class"),
+    "num_points": Option(12544, "points sampled per mask for matching and the mask losses"),
+    "oversample_ratio": Option(3.0, "point sampling: candidates per point for importance sampling"),
+    "importance_sample_ratio": Option(0.75, "point sampling: fraction of points taken by uncertainty"),
+    "per_class": Option(True, "report PQ.<name> / SQ.<name> / RQ.<name>"),
+    "num_vis": Option(4, "panoptic PNGs written after training (image | ground truth | prediction)"),
+    "save_predictions": Option(False, "write val predictions as COCO panoptic PNG + JSON to "
+                                      "<output_dir>/panoptic_predictions"),
+    "val_data": Option(None, "{root, format, options, val_split, class_names, num_classes} overriding data "
+                             "for the val split (open-vocabulary transfer to another class set)"),
+}
+_VAL_DATA_KEYS = {"root", "format", "options", "val_split", "class_names", "num_classes"}
+_IGNORE = 255
+
+
+class PanopticModel(nn.Module):
+    """Backbone (+ adapters) and a Mask2Former head; ``forward((B, 3, H, W))`` -> the head's dict."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, images: torch.Tensor) -> dict:
+        return self.head(self.backbone.dense(images))
+
+    def set_class_names(self, names: list[str]) -> None:
+        self.head.set_class_names(names)
+
+
+class PanopticTask:
+    """Implements `umgkit.engine.Task` for panoptic segmentation (see the module docstring)."""
+
+    def __init__(self, *, model: PanopticModel, train_dataset, val_dataset, options: dict[str, Any],
+                 criterion: SetCriterion, image_mean=(0.0, 0.0, 0.0), image_std=(1.0, 1.0, 1.0),
+                 output_dir: str | Path | None = None) -> None:
+        self.model, self.train_dataset, self.val_dataset = model, train_dataset, val_dataset
+        self.collate_fn = collate_dicts
+        self.opts, self.criterion = options, criterion
+        self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
+        self.output_dir = Path(output_dir) if output_dir else None
+        self.train_names = list(train_dataset.class_names)
+        val = val_dataset if val_dataset is not None else train_dataset
+        self.val_names, self.val_isthing = list(val.class_names), [bool(t) for t in val.thing_classes]
+        self.val_cat_ids = list(getattr(val, "label_to_cat_id", range(len(self.val_names))))
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        out = model(batch["image"])
+        masks, labels = [], []
+        for m, lab, crowd in zip(batch["masks"], batch["labels"], batch["iscrowd"], strict=True):
+            keep = ~crowd
+            masks.append(m[keep].float())
+            labels.append(lab[keep])
+        layers = [*out["aux"], {"pred_logits": out["pred_logits"], "pred_masks": out["pred_masks"]}]
+        self.criterion.to(out["pred_logits"].device)
+        return self.criterion([d["pred_logits"] for d in layers], [d["pred_masks"] for d in layers], masks,
+                              labels)
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict(self, model: nn.Module, image: torch.Tensor, size: tuple[int, int]) -> dict[str, Any]:
+        """One image ``(3, h, w)`` -> ``{"panoptic": (ids (H, W), segments), "semantic": (K, H, W),
+        "instances": {...}}`` at ``size``, all from the same forward pass."""
+        out = model(image[None])
+        logits, masks = out["pred_logits"][0], out["pred_masks"][0]
+        o = self.opts
+        pan = panoptic_inference(logits, masks, size, self.val_isthing, o["object_threshold"],
+                                 o["mask_threshold"], o["overlap_threshold"], int(o["min_area"]))
+        return {"panoptic": pan, "semantic": semantic_inference(logits, masks, size),
+                "instances": instance_inference(logits, masks, size, self.val_isthing)}
+
+    def _eval_names(self, model: nn.Module) -> nn.Module:
+        if getattr(model.head, "classifier_kind", "learned") == "open_vocab" and \
+                model.head.class_names != self.val_names:
+            model.set_class_names(self.val_names)
+        return model
+
+    def _restore_names(self, model: nn.Module) -> None:
+        if getattr(model.head, "classifier_kind", "learned") == "open_vocab":
+            model.set_class_names(self.train_names)
+
+    def evaluate(self, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:
+        """Per-image PQ counts ``(C, 4)`` and confusion matrices, gathered with ``gather_for_metrics`` (which
+        drops the repeats Accelerate pads the last batch with) and summed on every process."""
+        inner = self._eval_names(accelerator.unwrap_model(model))
+        k = len(self.val_names)
+        if inner.head.num_classes != k:
+            raise ValueError(f"the head predicts {inner.head.num_classes} classes but the val set has {k}; a "
+                             "learned classifier needs the same class set (or use head option "
+                             "classifier=open_vocab to evaluate on other class names).")
+        device = accelerator.device
+        counts = torch.zeros(k, 4, dtype=torch.float64, device=device)
+        confusion = torch.zeros(k, k, dtype=torch.int64, device=device)
+        records = []
+        try:
+            for batch in loader:
+                per_counts, per_conf = [], []
+                for i in range(batch.get("batch_size", 0)):
+                    c, m, rec = self._evaluate_one(inner, batch, i)
+                    per_counts.append(c)
+                    per_conf.append(m)
+                    records += [rec] if rec else []
+                stacked = torch.stack(per_counts).to(device) if per_counts else counts.new_zeros(0, k, 4)
+                mats = torch.stack(per_conf).to(device) if per_conf else confusion.new_zeros(0, k, k)
+                counts += accelerator.gather_for_metrics(stacked).sum(0)
+                confusion += accelerator.gather_for_metrics(mats).sum(0)
+        finally:
+            self._restore_names(inner)
+        if records:
+            rank = getattr(accelerator, "process_index", 0)
+            name = "panoptic_predictions.json" if rank == 0 else f"panoptic_predictions_{rank}.json"
+            cats = [{"id": c, "name": n, "isthing": int(t)}
+                    for c, n, t in zip(self.val_cat_ids, self.val_names, self.val_isthing, strict=True)]
+            write_panoptic_json(self.output_dir / name, records, cats)
+        per_class = bool(self.opts["per_class"])
+        out = pq_summary(counts.cpu().numpy(), self.val_isthing, self.val_names, per_class=per_class)
+        sem = segmentation_scores(confusion, self.val_names, per_class=False)
+        out.update({"mIoU": sem["mIoU"], "aAcc": sem["aAcc"]})
+        return out
+
+    def _evaluate_one(self, model: nn.Module, batch: dict, i: int):
+        image = batch["image"][i]
+        gt_masks = batch["masks"][i]
+        size = tuple(int(v) for v in batch["orig_size"][i])  # the stored size: masks and maps live there
+        pred = self.predict(model, image, size)
+        ids, segments = pred["panoptic"]
+        gt_ids, gt_segments, gt_label = self._ground_truth(batch, i, size, gt_masks.device)
+        counts = pq_image_counts(gt_ids.cpu().numpy(), gt_segments, ids.cpu().numpy(), segments,
+                                 list(range(len(self.val_names))), image=str(batch["file_name"][i]))
+        conf = segmentation_confusion_matrix(pred["semantic"].argmax(0), gt_label, len(self.val_names),
+                                             ignore_index=_IGNORE)
+        record = None
+        if self.opts["save_predictions"] and self.output_dir is not None:
+            name = str(batch["file_name"][i])
+            write_panoptic_png(ids.cpu().numpy(), self.output_dir / "panoptic_predictions" / name)
+            record = {"image_id": _plain(batch["image_id"][i]), "file_name": name,
+                      "segments_info": [{"id": s["id"], "category_id": self.val_cat_ids[s["category_id"]],
+                                         "score": s["score"]} for s in segments]}
+        return torch.from_numpy(counts), conf.cpu(), record
+
+    @staticmethod
+    def _ground_truth(batch: dict, i: int, size: tuple[int, int], device):
+        """``(ids (H, W), segments, semantic label map (H, W) with 255 on VOID / crowd)``."""
+        ids = torch.zeros(size, dtype=torch.int64, device=device)
+        label_map = torch.full(size, _IGNORE, dtype=torch.int64, device=device)
+        segments = []
+        for m, sid, lab, crowd in zip(batch["masks"][i], batch["segment_ids"][i], batch["labels"][i],
+                                      batch["iscrowd"][i], strict=True):
+            ids[m] = int(sid)
+            if not bool(crowd):
+                label_map[m] = int(lab)
+            segments.append({"id": int(sid), "category_id": int(lab), "iscrowd": int(bool(crowd)),
+                             "area": int(m.sum())})
+        return ids, segments, label_map
+
+    # ------------------------------------------------------------------ pictures
+    def visualise(self, model: nn.Module, batch: dict, out_dir: Path) -> list[Path]:
+        """``panoptic_<i>.png`` per sample (up to ``num_vis``): image | ground truth | prediction, one colour
+        per segment (segments of one class share a hue family), VOID black."""
+        from ..vis import panoptic_colours, save_grid
+
+        model = self._eval_names(model)
+        paths = []
+        try:
+            for i in range(min(batch.get("batch_size", 0), int(self.opts["num_vis"]))):
+                masks = batch["masks"][i]
+                size = tuple(masks.shape[-2:])
+                ids, segments = self.predict(model, batch["image"][i], size)["panoptic"]
+                gt_ids, gt_segments, _ = self._ground_truth(batch, i, size, masks.device)
+                gt_cats = {s["id"]: s["category_id"] + 1 for s in gt_segments}
+                cats = {s["id"]: s["category_id"] + 1 for s in segments}
+                tiles = [self._to_rgb(batch["image"][i], size),
+                         panoptic_colours(gt_ids.cpu().numpy(), gt_cats),
+                         panoptic_colours(ids.cpu().numpy(), cats)]
+                paths.append(save_grid(tiles, Path(out_dir) / f"panoptic_{i}.png", columns=3,
+                                       titles=["image", "ground truth", "prediction"],
+                                       scale=max(1, 192 // max(size))))
+        finally:
+            self._restore_names(model)
+        return paths
+
+    def _to_rgb(self, image: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+        mean = torch.tensor(self.image_mean, device=image.device)[:, None, None]
+        std = torch.tensor(self.image_std, device=image.device)[:, None, None]
+        pic = (image.float() * std + mean).clamp(0, 1)[None]
+        pic = torch.nn.functional.interpolate(pic, size=size, mode="bilinear", align_corners=False)[0]
+        return (pic.permute(1, 2, 0) * 255).round().byte().cpu().numpy()
+
+
+def _plain(value):
+    return value.item() if isinstance(value, torch.Tensor) else value
+
+
+def _check(opts: dict[str, Any]) -> None:
+    if opts["eval_resize"] not in ("shorter", "square", "none", None):
+        raise ValueError(f"task_options.eval_resize={opts['eval_resize']!r}: choose shorter, square or none.")
+    extra = sorted(set(opts["val_data"] or {}) - _VAL_DATA_KEYS)
+    if extra:
+        raise ValueError(f"task_options.val_data has unknown keys {extra}; valid: {sorted(_VAL_DATA_KEYS)}.")
+    for key in ("object_threshold", "mask_threshold", "overlap_threshold"):
+        if not 0.0 <= float(opts[key]) <= 1.0:
+            raise ValueError(f"task_options.{key}={opts[key]}: give a value in [0, 1].")
+
+
+@TASKS.register("panoptic")
+def build_panoptic_task(cfg: RunConfig) -> PanopticTask:
+    """Panoptic segmentation on ``cfg.data`` with ``cfg.model`` (default head ``mask2former``)."""
+    opts = parse_options("panoptic", OPTIONS, cfg.task_options)
+    _check(opts)
+    backbone, _ = build_backbone(cfg.model)
+    mean, std, size = backbone.image_mean, backbone.image_std, cfg.data.image_size
+    train_tf = build_transforms("dense", train=True, image_size=size, mean=mean, std=std,
+                                scale=tuple(opts["crop_scale"]), hflip=float(opts["hflip"]))
+    train = build_dataset(cfg.data, cfg.data.train_split, train_tf, "coco_panoptic")
+    val = None
+    val_cfg = dataclasses.replace(cfg.data, **(opts["val_data"] or {}))
+    if val_cfg.val_split:
+        resize = opts["eval_resize"] or "none"
+        if resize == "none":
+            eval_tf = JointTransform([v2.Normalize(mean=list(mean), std=list(std))])
+        else:
+            eval_tf = build_transforms("dense", train=False, image_size=size, mean=mean, std=std,
+                                       eval_resize=resize)
+        val = build_dataset(val_cfg, val_cfg.val_split, ImageOnly(eval_tf), "coco_panoptic")
+    for name, ds in (("train", train), ("val", val)):
+        if ds is not None and not hasattr(ds, "thing_classes"):
+            raise ValueError(f"task 'panoptic': the {name} reader '{cfg.data.format}' gives no "
+                             "thing_classes; use a panoptic reader such as coco_panoptic.")
+    head = HEADS.build(cfg.model.head or "mask2former", backbone=backbone, num_classes=len(train.class_names),
+                       class_names=list(train.class_names), **cfg.model.head_options)
+    criterion = SetCriterion(num_classes=len(train.class_names), class_weight=float(opts["class_weight"]),
+                             mask_weight=float(opts["mask_weight"]), dice_weight=float(opts["dice_weight"]),
+                             no_object_weight=float(opts["no_object_weight"]),
+                             num_points=int(opts["num_points"]),
+                             oversample_ratio=float(opts["oversample_ratio"]),
+                             importance_sample_ratio=float(opts["importance_sample_ratio"]))
+    return PanopticTask(model=PanopticModel(backbone, head), train_dataset=train, val_dataset=val,
+                        options=opts, criterion=criterion, image_mean=mean, image_std=std,
+                        output_dir=cfg.output_dir)
