@@ -43,14 +43,25 @@ class TextTransformer(nn.Module):
         self.register_buffer("attn_mask", causal, persistent=False)  # additive, (L, L)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self._features(ids)
+        eot = x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)]  # (B, W)
+        return self.proj(eot)
+
+    def forward_tokens(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token and pooled outputs for fine-grained losses (SPARC): ``(B, L, D)`` projected token
+        features (unnormalised; token ``t`` sees tokens ``<= t``, the mask is causal) and the ``(B, D)``
+        pooled embedding that `forward` returns."""
+        x = self.proj(self._features(ids))  # (B, L, D)
+        return x, x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)]
+
+    def _features(self, ids: torch.Tensor) -> torch.Tensor:
+        """Normed last-block features ``(B, L, W)``."""
         n = ids.shape[1]
         x = self.token_embedding(ids) + self.positional_embedding[:n]  # (B, L, W)
         mask = self.attn_mask[:n, :n].to(x.dtype)
         for block in self.blocks:
             x = block(x, attn_mask=mask)
-        x = self.norm(x)
-        eot = x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)]  # (B, W)
-        return self.proj(eot)
+        return self.norm(x)
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return get_tokenizer(self.context_length)(texts)

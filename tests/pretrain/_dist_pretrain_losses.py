@@ -1,0 +1,62 @@
+"""Run by test_pretrain_losses under torch.distributed.run (2 CPU processes, gloo).
+
+For each case of CASES, every rank takes its slice of a fixed global batch (region counts may differ
+per rank, one rank may hold none), computes the loss with gathered negatives and backpropagates;
+rank 0 writes every rank's loss and input gradients to the JSON file argv[1].
+"""
+
+import json
+import sys
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from umgkit.pretrain.losses import caption_hash_ids, image_text_loss, region_text_loss
+
+CASES = [
+    {"name": "image_text", "kind": "image", "sizes": [4, 4], "seed": 0},
+    {"name": "regions_unequal", "kind": "region", "sizes": [3, 5], "seed": 1},
+    {"name": "regions_one_empty", "kind": "region", "sizes": [0, 4], "seed": 2},
+]
+
+
+def make_batch(case: dict) -> dict:
+    """The global batch: embeddings a (N, 6), b (N, 6), a scale, and caption ids repeating every 3 rows."""
+    g = torch.Generator().manual_seed(case["seed"])
+    n = sum(case["sizes"])
+    a = F.normalize(torch.randn(n, 6, generator=g), dim=1)
+    b = F.normalize(torch.randn(n, 6, generator=g), dim=1)
+    ids = caption_hash_ids([f"a shape of kind {i % 3}" for i in range(n)])  # repeats across ranks
+    return {"a": a, "b": b, "scale": torch.tensor(1.3), "ids": ids}
+
+
+def run_case(case: dict, rank: int) -> dict:
+    batch = make_batch(case)
+    start = sum(case["sizes"][:rank])
+    rows = slice(start, start + case["sizes"][rank])
+    a = batch["a"][rows].clone().requires_grad_(True)
+    b = batch["b"][rows].clone().requires_grad_(True)
+    scale = batch["scale"].clone().requires_grad_(True)
+    if case["kind"] == "image":
+        loss = image_text_loss(a, b, scale, gather=True)
+    else:
+        loss = region_text_loss(a, b, scale, caption_ids=batch["ids"][rows], gather=True)
+    loss.backward()
+    return {"loss": loss.item(), "a": a.grad.tolist(), "b": b.grad.tolist(), "scale": scale.grad.item()}
+
+
+def main() -> None:
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    out = {case["name"]: run_case(case, rank) for case in CASES}
+    gathered = [None] * world
+    dist.all_gather_object(gathered, out)
+    if rank == 0:
+        with open(sys.argv[1], "w") as f:
+            json.dump(gathered, f)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

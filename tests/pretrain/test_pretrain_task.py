@@ -1,0 +1,83 @@
+"""The ``pretrain`` task on the engine: it learns, its checkpoint loads as ``umg:``, resume is exact, and
+``umgkit pretrain`` prints the three zero-shot figures."""
+
+import shutil
+
+import pytest
+import torch
+from conftest import tiny_config
+from safetensors.torch import load_file
+
+from umgkit.backbones import create_backbone
+from umgkit.backbones.umg import save_umg_checkpoint
+from umgkit.cli import main
+from umgkit.config import load_config
+from umgkit.data.collate import collate_dicts
+from umgkit.engine import Trainer, list_checkpoints
+from umgkit.pretrain import run_pretrain
+from umgkit.tasks._build import build_task
+
+
+def _cfg(tmp_path, world, name, overrides=(), **train):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(tiny_config(world, tmp_path / name, **train))
+    return load_config(path, list(overrides))
+
+
+def test_pretrain_lowers_the_loss_and_checkpoint_loads_as_umg(tiny_world, tmp_path):
+    cfg = _cfg(tmp_path, tiny_world, "fit", ["task_options.losses.region_tag=0.5"], max_steps=12)
+    task = build_task(cfg)
+    batch = collate_dicts([task.train_dataset[i] for i in range(8)])
+    torch.manual_seed(0)
+
+    def loss() -> dict:
+        with torch.no_grad():
+            return {k: float(v) for k, v in task.training_step(task.model, batch).items()}
+
+    before = loss()
+    Trainer(task, cfg).fit()
+    after = loss()
+    assert after["loss"] < before["loss"] - 0.5, (before, after)
+    for key in ("loss_image_text", "loss_region_text", "loss_region_tag", "loss_sparc", "loss_pixel"):
+        assert key in after
+    model = task.model.eval()
+    ckpt = save_umg_checkpoint(model.backbone, tmp_path / "backbone")
+    loaded = create_backbone(f"umg:{ckpt}")
+    images = batch["image"][:2]
+    with torch.no_grad():
+        assert torch.equal(loaded.encode_image(images), model.backbone.encode_image(images))
+        assert torch.equal(loaded.embed_pixels(images), model.backbone.embed_pixels(images))
+        assert torch.equal(loaded.encode_text(["a red circle"]), model.backbone.encode_text(["a red circle"]))
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "engine: the RNG state saved after step k is taken after Accelerate's loader has already fetched batch "
+    "k+1 (it reads one batch ahead), so with num_workers=0 the random crops of that batch are redrawn "
+    "differently on resume; weights differ by about one lr-sized step (also with image-text loss only and "
+    "no token reduction). Remove this marker when the engine saves the pre-fetch RNG state."))
+def test_resume_matches_uninterrupted_run(tiny_world, tmp_path):
+    full = run_pretrain(_cfg(tmp_path, tiny_world, "full", max_steps=4, save_every=2), echo=False)
+    cfg = _cfg(tmp_path, tiny_world, "cut", ["task_options.zeroshot=none"], max_steps=4, save_every=2)
+    run_pretrain(cfg, echo=False)
+    shutil.rmtree(list_checkpoints(tmp_path / "cut" / "checkpoints")[-1][1])  # "crash" after step 2
+    cfg.train.resume = "auto"
+    resumed = run_pretrain(cfg, echo=False)
+    a = load_file(f"{full['backbone']}/model.safetensors")
+    b = load_file(f"{resumed['backbone']}/model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert set(full["zeroshot"]) == {"classification", "regions", "segmentation"}
+
+
+@pytest.mark.slow
+def test_cli_prints_three_zero_shot_figures(tiny_world, tmp_path, capsys):
+    cfg = tmp_path / "cli.yaml"
+    cfg.write_text(tiny_config(tiny_world, tmp_path / "cli", max_steps=2))
+    assert main(["pretrain", str(cfg)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "(chance" in ln]
+    assert [ln.split(":")[0] for ln in lines] == ["zero-shot image classification top-1",
+                                                  "zero-shot region classification top-1",
+                                                  "zero-shot segmentation mIoU"]
+    assert create_backbone(f"umg:{tmp_path / 'cli' / 'backbone'}").embed_dim == 128
+    assert (tmp_path / "cli" / "zeroshot.json").is_file()

@@ -1,0 +1,156 @@
+"""The pretraining forward: umgkit's dual encoder, unfrozen, with token reduction inside the image tower.
+
+Where the reduction happens: the first ``reduce_after`` vision blocks run on every patch token, so the
+clustering sees contextual features rather than raw patch embeddings; then the patch tokens are reduced
+to ``keep_count(N, keep_ratio)`` (the class token always stays) and the remaining blocks run on the short
+sequence. Cost is roughly ``reduce_after / L + (1 - reduce_after / L) * keep_ratio`` of the full tower.
+
+How dense features come back: the last-block reduced tokens are scattered to the full ``h x w`` grid —
+``unmerge`` gives every position its cluster's token (cluster mode), and in random-masking mode every
+dropped position takes the token of its nearest kept position (grid distance). Region embeddings
+(RoIAlign on that grid, exactly as `Backbone.embed_regions`) and pixel embeddings (as
+`Backbone.embed_pixels`) are then computed on a full grid, so every image area has a feature.
+Without reduction (``reduction="none"``, and always in eval mode) the outputs equal the backbone's
+own ``encode_image`` / ``embed_regions`` / ``embed_pixels``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from torchvision.ops import roi_align
+
+from ..backbones.umg import UMGBackbone
+from . import token_reduction as tr
+
+__all__ = ["PretrainModel", "REDUCTIONS", "text_token_mask"]
+
+REDUCTIONS = ("cluster", "random", "none")
+
+
+def text_token_mask(ids: torch.Tensor, sot: int, eot: int) -> torch.Tensor:
+    """``(B, L)`` bool: True for word tokens (not start/end-of-text, not padding id 0)."""
+    return (ids != 0) & (ids != sot) & (ids != eot)
+
+
+class PretrainModel(nn.Module):
+    """Trainable `UMGBackbone` plus the extra log inverse temperatures of the finer losses.
+
+    ``forward(images, texts, boxes=None, want_tokens=False)`` returns a dict:
+
+    - ``image`` (B, D), ``text`` (M, D): L2-normalised pooled embeddings (``texts`` has M strings);
+    - ``patch`` (B, M', D): L2-normalised joint-space patch tokens as the last block saw them (M' kept /
+      merged tokens under reduction, else h*w), for SPARC;
+    - ``pixel`` (B, D, h, w): L2-normalised pixel embeddings on the full grid;
+    - ``region`` (K, D): L2-normalised embeddings of ``boxes`` (list of (K_i, 4) XYXY pixels), if given;
+    - ``text_tokens`` (M, L, D) L2-normalised and ``text_mask`` (M, L) bool, if ``want_tokens``;
+    - ``logit_scale`` (the backbone's, image-text) and ``scales`` {region, tag, sparc, pixel}.
+    """
+
+    def __init__(self, backbone: UMGBackbone, *, reduction: str = "cluster", keep_ratio: float = 0.25,
+                 reduce_after: int = 1, cluster_iters: int | None = None) -> None:
+        super().__init__()
+        if not isinstance(backbone, UMGBackbone):
+            raise TypeError(f"pretraining needs a umg: backbone (umgkit's dual encoder), got "
+                            f"{getattr(backbone, 'name', type(backbone).__name__)}; set model.backbone to "
+                            "umg:<tiny|small|base16|large14> or umg:/path/to/checkpoint.")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"task_options.reduction={reduction!r}; choose one of {REDUCTIONS}.")
+        if not 0.0 < keep_ratio <= 1.0:
+            raise ValueError(f"task_options.keep_ratio={keep_ratio}; give a fraction in (0, 1].")
+        if not 0 <= reduce_after < len(backbone.blocks):
+            raise ValueError(f"task_options.reduce_after={reduce_after}; the image tower has "
+                             f"{len(backbone.blocks)} blocks, give 0..{len(backbone.blocks) - 1}.")
+        self.backbone = backbone.set_trainable(True)
+        self.reduction, self.keep_ratio = reduction, float(keep_ratio)
+        self.reduce_after, self.cluster_iters = int(reduce_after), cluster_iters
+        init = math.log(1 / 0.07)
+        self.scales = nn.ParameterDict({k: nn.Parameter(torch.tensor(init))
+                                        for k in ("region", "tag", "sparc", "pixel")})
+        tok = backbone.text.tokenize(["x"])[0]
+        self.sot, self.eot = int(tok[0]), int(tok.max())
+
+    def no_weight_decay(self) -> list[str]:
+        """Position / class / token embeddings and temperatures are not decayed (optimizer convention)."""
+        return [n for n, _ in self.named_parameters()
+                if n.endswith(("pos_embed", "cls_token", "positional_embedding", "token_embedding.weight",
+                               "logit_scale")) or n.startswith("scales.")]
+
+    # ---------------------------------------------------------------------------------- image tower
+    def _reduce(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch tokens ``(B, N, C)`` -> reduced ``(B, M, C)`` and ``assign`` ``(B, N)`` into [0, M)."""
+        keep = tr.keep_count(x.shape[1], self.keep_ratio)
+        if self.reduction == "cluster":
+            kwargs = {} if self.cluster_iters is None else {"iters": self.cluster_iters}
+            return tr.cluster_merge(x, keep, **kwargs)
+        kept, index = tr.random_keep(x, keep)  # index (B, M) sorted positions
+        h, w = grid
+        ys, xs = torch.meshgrid(torch.arange(h, device=x.device), torch.arange(w, device=x.device),
+                                indexing="ij")
+        coords = torch.stack([ys.flatten(), xs.flatten()], dim=1).float()  # (N, 2)
+        dist = torch.cdist(coords[None].expand(x.shape[0], -1, -1), coords[index])  # (B, N, M)
+        return kept, dist.argmin(dim=2)
+
+    def _run(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.backbone.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, x, use_reentrant=False)
+        return block(x)
+
+    def image_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                            tuple[int, int]]:
+        """``(cls (B, C), tokens (B, M, C), grid tokens (B, C, h, w), grid)``, all before the final norm."""
+        bb = self.backbone
+        x, grid = bb._embed(images)  # (B, 1 + N, C)
+        assign = None
+        for i, block in enumerate(bb.blocks):
+            if i == self.reduce_after and self.reduction != "none" and self.training:
+                reduced, assign = self._reduce(x[:, 1:], grid)
+                x = torch.cat([x[:, :1], reduced], dim=1)
+            x = self._run(block, x)
+        cls, tokens = x[:, 0], x[:, 1:]
+        full = tokens if assign is None else tr.unmerge(tokens, assign)  # (B, N, C)
+        fmap = full.transpose(1, 2).reshape(full.shape[0], full.shape[2], grid[0], grid[1])
+        return cls, tokens, fmap, grid
+
+    def region_embeddings(self, fmap: torch.Tensor, boxes: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``(K, D)`` as `Backbone.embed_regions`, from a pre-norm grid ``(B, C, h, w)``."""
+        boxes = [b.to(device=fmap.device, dtype=fmap.dtype).reshape(-1, 4) for b in boxes]
+        pooled = roi_align(fmap, boxes, output_size=1, spatial_scale=1.0 / self.backbone.patch_size,
+                           sampling_ratio=-1, aligned=True)  # (K, C, 1, 1)
+        return F.normalize(self.backbone.project(pooled.flatten(1)), dim=-1)
+
+    # ----------------------------------------------------------------------------------- text tower
+    def text_ids(self, texts: list[str], device: torch.device) -> torch.Tensor:
+        """Token ids cut after the last end-of-text token of the batch: with the causal mask every
+        kept position computes exactly what it would in the full context, and short captions cost
+        ``O(longest caption)`` instead of ``O(context_length)``."""
+        ids = self.backbone.tokenize(texts).to(device)  # (M, L)
+        length = int(ids.argmax(dim=-1).max()) + 1 if ids.numel() else 1
+        return ids[:, :length]
+
+    # -------------------------------------------------------------------------------------- forward
+    def forward(self, images: torch.Tensor, texts: list[str], boxes: Sequence[torch.Tensor] | None = None,
+                want_tokens: bool = False) -> dict:
+        bb = self.backbone
+        cls, tokens, fmap, grid = self.image_features(images)
+        out: dict = {"logit_scale": bb.logit_scale, "scales": dict(self.scales.items()), "grid": grid}
+        out["image"] = F.normalize(bb.project(cls), dim=-1)
+        out["patch"] = F.normalize(bb.project(tokens), dim=-1)  # (B, M, D)
+        pix = F.normalize(bb.project(fmap.flatten(2).transpose(1, 2)), dim=-1)  # (B, N, D)
+        out["pixel"] = pix.transpose(1, 2).reshape(pix.shape[0], pix.shape[2], grid[0], grid[1])
+        if boxes is not None:
+            out["region"] = self.region_embeddings(fmap, boxes)
+        ids = self.text_ids(list(texts), images.device)
+        if want_tokens:
+            tok, pooled = bb.text.forward_tokens(ids)
+            out["text_tokens"] = F.normalize(tok, dim=-1)
+            out["text_mask"] = text_token_mask(ids, self.sot, self.eot)
+        else:
+            pooled = bb.text(ids)
+        out["text"] = F.normalize(pooled, dim=-1)
+        return out
