@@ -126,7 +126,32 @@ def main() -> None:
                      for name, r in runs.items()},
         "merged_lora_inference": measure_merged_inference(args),
     }
+    result["figures"] = figures(result)
     print(json.dumps(result, indent=2))
+
+
+def figures(result: dict) -> list[dict]:
+    """Headline ratios for `umgkit bench`: per adapter, step time and peak memory vs full fine-tuning
+    (memory target <= 1: a PET method must not cost more than training everything), and merged-LoRA
+    inference speed vs the plain backbone (target >= 0.95: merging should make LoRA free)."""
+    gpu = result["device"].startswith("cuda")
+    out = []
+    for name, r in result["adapters"].items():
+        if name == "full":
+            continue
+        detail = f"{r['images_per_s']:.1f} img/s (full: {result['adapters']['full']['images_per_s']:.1f})"
+        if gpu:
+            detail += f", peak {r['peak_bytes'] / 2**30:.2f} GiB"
+        out.append({"figure": f"{name}: step time / full FT", "ratio": r["step_time_vs_full"], "target": None,
+                    "detail": detail})
+        out.append({"figure": f"{name}: peak memory / full FT", "ratio": r["peak_memory_vs_full"],
+                    "target": "<= 1.0"})
+    merged = result["merged_lora_inference"]
+    out.append({"figure": "merged-LoRA inference speed / plain backbone", "ratio": merged["speed_ratio"],
+                "target": ">= 0.95",
+                "detail": f"plain {merged['plain_s'] * 1e3:.1f} ms, merged "
+                          f"{merged['merged_lora_s'] * 1e3:.1f} ms per batch of {result['batch']}"})
+    return out
 
 
 if __name__ == "__main__":

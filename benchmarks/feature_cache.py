@@ -43,8 +43,15 @@ def main() -> None:
         root = out / "world" / "imagefolder"
         plain, _ = _epoch_seconds(root, out, cache=False)
         cached, build = _epoch_seconds(root, out, cache=True)
-    print(json.dumps({"epoch_s_without_cache": round(plain, 4), "epoch_s_with_cache": round(cached, 4),
-                      "speedup": round(plain / max(cached, 1e-9), 1), "cache_build_s": round(build, 3)}))
+    speedup = plain / max(cached, 1e-9)
+    print(json.dumps({"benchmark": "feature_cache", "epoch_s_without_cache": round(plain, 4),
+                      "epoch_s_with_cache": round(cached, 4), "speedup": round(speedup, 1),
+                      "cache_build_s": round(build, 3),
+                      # target: the cache exists to make linear-probe epochs several times cheaper
+                      "figures": [{"figure": "frozen linear-probe epoch speed-up with the feature cache",
+                                   "ratio": speedup, "target": ">= 2.0",
+                                   "detail": f"{plain:.2f} s/epoch without, {cached:.2f} s/epoch with; "
+                                             f"cache built once in {build:.1f} s"}]}))
 
 
 if __name__ == "__main__":

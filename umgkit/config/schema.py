@@ -30,8 +30,8 @@ class SynthConfig:
     out: str = ""  # when set, the synthetic world is generated here before reading (reused if unchanged)
     num: int = 400  # images in the world (train + val)
     size: int = 64  # image side, pixels
-    seed: int = 0
-    val_fraction: float = 0.2
+    seed: int = 0  # generator seed; the same seed writes the same bytes
+    val_fraction: float = 0.2  # share of the images that go to the val split
 
 
 @dataclass
@@ -39,7 +39,7 @@ class DataConfig:
     root: str = ""  # dataset folder (layout given by `format`)
     format: str = ""  # dataset reader name from `umgkit list datasets`; empty = the task's default
     train_split: str = "train"  # split name the reader understands
-    val_split: str = "val"
+    val_split: str = "val"  # split evaluated during and after training; empty = no evaluation
     image_size: int = 224  # square side after resizing / cropping, pixels
     num_classes: int | None = None  # when set, must equal the dataset's class count
     class_names: str | None = None  # optional file with one class name per line
@@ -56,14 +56,14 @@ class DataConfig:
 class TrainConfig:
     epochs: int = 1  # ignored when max_steps > 0
     max_steps: int = 0  # optimizer steps; 0 = derive from epochs
-    lr: float = 1e-3
+    lr: float = 1e-3  # peak learning rate of AdamW (after warmup)
     weight_decay: float = 0.05  # not applied to biases, norms and other 1-D parameters
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
     warmup_steps: int = 0  # linear warmup before the cosine decay
     min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
     grad_accum: int = 1  # micro-batches per optimizer step
     clip_grad: float = 0.0  # max global grad norm; 0 disables clipping
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # autocast dtype (Accelerate); "no" = fp32
     eval_every: int = 0  # evaluate every N optimizer steps (and always at the end); 0 = end only
     log_every: int = 10  # optimizer steps between TensorBoard scalars
     save_every: int = 0  # checkpoint every N optimizer steps (and at the end); 0 = end only
@@ -76,8 +76,8 @@ class TrainConfig:
 class RunConfig:
     task: str = field(default="", metadata={"required": True})  # name from `umgkit list tasks`
     output_dir: str = "runs/default"  # resolved config, logs, checkpoints and pictures go here
-    seed: int = 0
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0  # seeds model init, data order and augmentation on every process
+    model: ModelConfig = field(default_factory=ModelConfig)  # backbone, adapter and head
+    data: DataConfig = field(default_factory=DataConfig)  # dataset, reader and loader
+    train: TrainConfig = field(default_factory=TrainConfig)  # optimiser, schedule, checkpoints
     task_options: dict[str, Any] = field(default_factory=dict)  # options the task itself validates

@@ -4,14 +4,7 @@ Data: a classification reader (``imagefolder`` by default, ``csv`` via ``data.fo
 ``{"image", "label", "path"}`` and which provides ``class_names`` (underscores become spaces in prompts).
 The model is ``backbone (+ adapter) -> encode_image (B, F) -> head -> logits (B, C)``.
 
-Task options (``task_options``):
-- ``label_smoothing`` (float, 0.0): cross-entropy label smoothing.
-- ``cache_features`` (bool; default true when ``model.adapter`` is ``frozen``): train and evaluate the head
-  on features computed once with the eval transform (see `umgkit.tasks._feature_cache`; no train-time
-  augmentation then). Only allowed with the ``frozen`` adapter: other adapters change the features.
-- ``cache_dir`` (str; default ``<parent of output_dir>/.feature_cache``, shared by runs kept side by
-  side, e.g. ``runs/.feature_cache``).
-- ``crop_scale`` ([lo, hi], [0.08, 1.0]) and ``hflip`` (0.5): train augmentation.
+Task options (``task_options``): see ``OPTIONS`` below (and docs/config_reference.md).
 """
 
 from __future__ import annotations
@@ -24,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..config import RunConfig
+from ..config import Option, RunConfig, parse_options
 from ..data.collate import collate_dicts
 from ..data.transforms import build_transforms
 from ..metrics.classification import classification_metrics, confusion_matrix
@@ -32,10 +25,19 @@ from ..registry import HEADS, TASKS
 from ._build import build_backbone, build_dataset
 from ._feature_cache import cached_features
 
-__all__ = ["ClassificationModel", "ClassificationTask", "build_classification_task", "plot_confusion"]
+__all__ = ["OPTIONS", "ClassificationModel", "ClassificationTask", "build_classification_task",
+           "plot_confusion"]
 
-_OPTIONS = {"label_smoothing": 0.0, "cache_features": None, "cache_dir": None, "crop_scale": (0.08, 1.0),
-            "hflip": 0.5}
+OPTIONS = {
+    "label_smoothing": Option(0.0, "cross-entropy label smoothing, in [0, 1)"),
+    "cache_features": Option(None, "train and evaluate the head on features computed once with the eval "
+                                   "transform (no train-time augmentation then); null = true exactly when "
+                                   "model.adapter is frozen. Only allowed with the frozen adapter"),
+    "cache_dir": Option(None, "feature cache folder; null = <parent of output_dir>/.feature_cache, shared "
+                              "by runs kept side by side"),
+    "crop_scale": Option((0.08, 1.0), "train random-resized-crop area range [lo, hi]"),
+    "hflip": Option(0.5, "train horizontal-flip probability"),
+}
 
 
 class ClassificationModel(nn.Module):
@@ -137,17 +139,10 @@ class ClassificationTask:
         return [plot_confusion(conf.cpu(), self.class_names, Path(out_dir) / "confusion.png")]
 
 
-def _task_options(raw: dict) -> dict:
-    unknown = sorted(set(raw) - set(_OPTIONS))
-    if unknown:
-        raise ValueError(f"task_options {unknown} are not classification options; known: {sorted(_OPTIONS)}.")
-    return {**_OPTIONS, **raw}
-
-
 @TASKS.register("classification")
 def build_classification_task(cfg: RunConfig) -> ClassificationTask:
     """Task from a run config: datasets, backbone + adapter, head (``model.head``, default ``linear``)."""
-    opts = _task_options(dict(cfg.task_options))
+    opts = parse_options("classification", OPTIONS, cfg.task_options)
     frozen = cfg.model.adapter == "frozen"
     cache = frozen if opts["cache_features"] is None else bool(opts["cache_features"])
     if cache and not frozen:

@@ -7,8 +7,7 @@ Training shows each image once per epoch with ONE of its captions, picked by a g
 ``(seed, epoch, index)`` so a resumed run sees the same pairs; evaluation uses every caption (at most
 ``task_options.eval_captions_per_image``, 5 by default as in the COCO 5k / Flickr 1k protocol).
 
-Task options: ``eval_captions_per_image`` (int or null = all), ``crop_scale`` (train crop area range,
-default [0.5, 1.0]; no flips, captions name left / right).
+Task options: see ``OPTIONS`` below (no flips in training: captions name left / right).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..config import DataConfig, RunConfig
+from ..config import DataConfig, Option, RunConfig, parse_options
 from ..data.collate import collate_dicts
 from ..data.transforms import build_transforms
 from ..heads.contrastive import ContrastiveHead
@@ -31,9 +30,14 @@ from ..metrics.retrieval import retrieval_metrics
 from ..registry import HEADS, TASKS
 from ._build import build_backbone, build_dataset
 
-__all__ = ["OneCaptionPerImage", "RetrievalModel", "RetrievalTask", "build_retrieval_task", "split_options"]
+__all__ = ["OPTIONS", "OneCaptionPerImage", "RetrievalModel", "RetrievalTask", "build_retrieval_task",
+           "split_options"]
 
-_OPTIONS = {"eval_captions_per_image": 5, "crop_scale": (0.5, 1.0)}
+OPTIONS = {
+    "eval_captions_per_image": Option(5, "captions per image used in evaluation (positive int; null = all); "
+                                         "5 as in the COCO 5k / Flickr30k 1k protocol"),
+    "crop_scale": Option((0.5, 1.0), "train random-resized-crop area range [lo, hi]"),
+}
 
 
 def split_options(data: DataConfig, split: str) -> DataConfig:
@@ -179,10 +183,7 @@ class RetrievalTask:
 
 
 def _task_options(options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise ValueError(f"task 'retrieval': unknown task_options {unknown}; valid: {sorted(_OPTIONS)}.")
-    merged = {**_OPTIONS, **options}
+    merged = parse_options("retrieval", OPTIONS, options)
     n = merged["eval_captions_per_image"]
     if n is not None and (not isinstance(n, int) or n < 1):
         raise ValueError(f"task_options.eval_captions_per_image={n!r}: give a positive int or null (all).")
@@ -192,7 +193,7 @@ def _task_options(options: dict[str, Any]) -> dict[str, Any]:
 @TASKS.register("retrieval")
 def build_retrieval_task(cfg: RunConfig) -> RetrievalTask:
     """Image-text retrieval on ``cfg.data`` with ``cfg.model`` (default head ``contrastive``)."""
-    opts = _task_options(dict(cfg.task_options))
+    opts = _task_options(cfg.task_options)
     with torch.random.fork_rng(devices=[]):  # seeded init (random backbones, adapters), global RNG untouched
         torch.manual_seed(cfg.seed)
         backbone, _ = build_backbone(cfg.model)

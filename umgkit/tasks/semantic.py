@@ -9,12 +9,7 @@ logits up-sampled to the label size (+ ``dice_weight`` x soft Dice, optional ``c
 Metric: one confusion matrix over the val set -> mIoU / mAcc / aAcc (+ per class), see
 `umgkit.metrics.segmentation`.
 
-Task options (all optional): ``reduce_zero_label`` (passed to the reader; ade20k defaults to true),
-``inference`` (``whole`` | ``slide``), ``window`` / ``stride`` (slide; default image_size and 2/3 of
-it), ``pad`` (slide: pad images smaller than the window), ``eval_resize``, ``crop_scale``, ``hflip``,
-``dice_weight``, ``class_weights`` (list, one per class), ``per_class`` (report IoU.<name>/Acc.<name>),
-``num_vis`` (overlay PNGs), ``val_data`` (``{root, format, options, val_split, class_names,
-num_classes}`` overriding ``data`` for the val split: open-vocabulary transfer to another class set).
+Task options: see ``OPTIONS`` below (and docs/config_reference.md).
 """
 
 from __future__ import annotations
@@ -28,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
-from ..config import RunConfig
+from ..config import Option, RunConfig, parse_options
 from ..data.collate import collate_dicts
 from ..data.transforms import JointTransform, build_transforms
 from ..metrics.segmentation import segmentation_confusion_matrix, segmentation_scores
@@ -36,12 +31,29 @@ from ..registry import HEADS, TASKS
 from ._build import build_backbone, build_dataset
 from ._sliding import slide_inference, whole_inference
 
-__all__ = ["SemanticModel", "SemanticTask", "ImageOnly", "dice_loss", "build_semantic_task"]
+__all__ = ["OPTIONS", "SemanticModel", "SemanticTask", "ImageOnly", "dice_loss",
+           "build_semantic_task"]
 
 IGNORE = 255
-_OPTIONS = {"reduce_zero_label": None, "inference": "whole", "window": None, "stride": None, "pad": False,
-            "eval_resize": "shorter", "crop_scale": (0.25, 1.0), "hflip": 0.5, "dice_weight": 0.0,
-            "class_weights": None, "per_class": True, "num_vis": 4, "val_data": None}
+OPTIONS = {
+    "reduce_zero_label": Option(None, "passed to the reader: label 0 becomes ignore (255) and the others "
+                                      "shift down by one; null = the reader's default (ade20k: true)"),
+    "inference": Option("whole", "evaluation: whole (one forward per image) or slide (sliding windows)"),
+    "window": Option(None, "slide: window side (int or [h, w]); null = data.image_size"),
+    "stride": Option(None, "slide: window stride (int or [h, w]); null = 2/3 of the window"),
+    "pad": Option(False, "slide: pad images smaller than the window instead of shrinking the window"),
+    "eval_resize": Option("shorter", "evaluation image resize: shorter (shorter side to data.image_size), "
+                                     "square, or none (stored size); labels always keep their stored size"),
+    "crop_scale": Option((0.25, 1.0), "train random-resized-crop area range [lo, hi]"),
+    "hflip": Option(0.5, "train horizontal-flip probability"),
+    "dice_weight": Option(0.0, "weight of a soft Dice loss added to the cross-entropy; 0 = off"),
+    "class_weights": Option(None, "cross-entropy weight per class, a list in label order; null = equal"),
+    "per_class": Option(True, "also report IoU.<class> and Acc.<class>"),
+    "num_vis": Option(4, "number of overlay PNGs (image | ground truth | prediction) written to vis/"),
+    "val_data": Option(None, "mapping of {root, format, options, val_split, class_names, num_classes} "
+                             "overriding data for the val split (open-vocabulary transfer to another "
+                             "class set)"),
+}
 _VAL_DATA_KEYS = {"root", "format", "options", "val_split", "class_names", "num_classes"}
 
 
@@ -201,10 +213,7 @@ def _first(value) -> int:
 
 
 def _task_options(options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise ValueError(f"task 'semantic': unknown task_options {unknown}; valid: {sorted(_OPTIONS)}.")
-    merged = {**_OPTIONS, **options}
+    merged = parse_options("semantic", OPTIONS, options)
     if merged["inference"] not in ("whole", "slide"):
         raise ValueError(f"task_options.inference={merged['inference']!r}: choose 'whole' or 'slide'.")
     if merged["eval_resize"] not in ("shorter", "square", "none", None):
@@ -219,7 +228,7 @@ def _task_options(options: dict[str, Any]) -> dict[str, Any]:
 @TASKS.register("semantic")
 def build_semantic_task(cfg: RunConfig) -> SemanticTask:
     """Semantic segmentation on ``cfg.data`` with ``cfg.model`` (default head ``semantic_fpn``)."""
-    opts = _task_options(dict(cfg.task_options))
+    opts = _task_options(cfg.task_options)
     backbone, _ = build_backbone(cfg.model)
     mean, std, size = backbone.image_mean, backbone.image_std, cfg.data.image_size
     rzl = opts["reduce_zero_label"]
