@@ -52,13 +52,15 @@ def test_config_error_exits_with_code_2(tmp_path, capsys):
     assert "train.lrr" in capsys.readouterr().err
 
 
-def test_demo_writes_report_and_preview(tmp_path):
-    from umgkit.demo import run_demo
+def test_world_reads_back_in_every_format_and_previews(tmp_path):
+    from umgkit.data.synth import generate_world
+    from umgkit.demo import preview_world
+    from umgkit.demo.world import reader_counts
 
-    report = run_demo(tmp_path / "demo", num=12, size=64)
-    text = report.read_text()
-    val = json.loads((tmp_path / "demo" / "world" / "world.json").read_text())["counts"]["val"]
+    generate_world(tmp_path / "world", num=12, size=64, seed=0)
+    val = json.loads((tmp_path / "world" / "world.json").read_text())["counts"]["val"]
     assert val > 0
-    for reader in ("imagefolder", "coco_captions", "coco_instances", "coco_panoptic", "ade20k", "manifest"):
-        assert f"| {reader} | {val} |" in text
-    assert (tmp_path / "demo" / "world_preview.png").stat().st_size > 1000
+    assert dict(reader_counts(tmp_path / "world")) == {
+        name: val for name in ("imagefolder", "coco_captions", "coco_instances", "coco_panoptic", "ade20k",
+                               "manifest")}
+    assert preview_world(tmp_path / "world", tmp_path / "preview.png").stat().st_size > 1000

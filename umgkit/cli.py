@@ -1,4 +1,4 @@
-"""``umgkit`` command line: train, eval, data synth, list, demo."""
+"""``umgkit`` command line: train, eval, data synth, list, demo, bench, docs."""
 
 from __future__ import annotations
 
@@ -35,13 +35,55 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes")
     synth.add_argument("--val-fraction", type=float, default=0.2, help="share of images in val")
 
+    pre = sub.add_parser("pretrain", help="pretrain a umg: dual encoder (image, region and pixel losses), "
+                                          "then print zero-shot figures",
+                         description="pretrain a umg: dual encoder from a YAML config (task: pretrain)")
+    pre.add_argument("config", type=Path, help="YAML config file")
+    pre.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                     help="dotted overrides, e.g. train.max_steps=50 (put --ablation / --resume last)")
+    pre.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    pre.add_argument("--ablation", action="store_true",
+                     help="run image-only and multi-granularity losses (same steps and seed), print a table")
+
     lst = sub.add_parser("list", help="print a registry's names")
     lst.add_argument("registry", choices=["backbones", "adapters", "heads", "tasks", "datasets"])
 
-    demo = sub.add_parser("demo", help="run the end-to-end demo on the synthetic world")
+    demo = sub.add_parser("demo", help="pretrain umg:tiny on the synthetic world, adapt it to five tasks, "
+                                       "write a report")
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
-    demo.add_argument("--num", type=int, default=400, help="synthetic images to generate")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--configs", type=Path, default=None, help="folder of the demo configs "
+                      "(default: configs/demo of the source tree)")
+    demo.add_argument("--only", nargs="+", default=None, metavar="TASK",
+                      help="run only these task stages (pretraining always runs)")
+    demo.add_argument("--quick", action="store_true",
+                      help="two steps per stage on a small world: checks the pipeline, not the figures")
+
+    d2 = sub.add_parser("d2-train", help="train / evaluate a detectron2 config with a umgkit backbone "
+                                         "(needs detectron2)")
+    d2.add_argument("config", type=Path, help="detectron2 YAML config, e.g. configs/detectron2/*.yaml")
+    d2.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/step_*")
+    d2.add_argument("--eval-only", action="store_true",
+                    help="evaluate MODEL.WEIGHTS or the newest checkpoint")
+    d2.add_argument("--num-gpus", type=int, default=1, help="processes on this machine (default 1)")
+    d2.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
+                    help="detectron2 config overrides, e.g. SOLVER.MAX_ITER 20 MODEL.DEVICE cpu")
+
+    bench = sub.add_parser("bench", help="run benchmarks/ and write bench.json + bench.md",
+                           description="run every benchmarks/*.py in its own process; write OUT/bench.json "
+                                       "and a markdown summary OUT/bench.md (exit 1 if one failed)")
+    bench.add_argument("--out", type=Path, default=Path("bench_out"), help="output folder")
+    bench.add_argument("--quick", action="store_true", help="smallest settings: checks, not figures")
+    bench.add_argument("--only", nargs="+", default=(), metavar="NAME", help="run only these benchmarks")
+    bench.add_argument("--benchmarks", type=Path, default=None,
+                       help="benchmark folder (default: benchmarks/ of the source tree)")
+    bench.add_argument("--budget", type=float, default=570.0, help="seconds for the whole run (default 570)")
+    bench.add_argument("--strict", action="store_true", help="also exit 1 when a figure misses its target")
+
+    docs = sub.add_parser("docs", help="generated documentation").add_subparsers(dest="docs_command",
+                                                                                 required=True)
+    ref = docs.add_parser("config-reference", help="write the config reference generated from the schemas")
+    ref.add_argument("--out", type=Path, default=None, help="file to write (default: print)")
+    ref.add_argument("--check", type=Path, default=None, help="exit 1 if this file is out of date")
     return parser
 
 
@@ -105,12 +147,69 @@ def _run_task(config: Path, overrides: list[str], train: bool) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, num=args.num, seed=args.seed)
+    run_demo(args.out, configs=args.configs, quick=args.quick,
+             stages=tuple(args.only) if args.only else None)
+    return 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from ._builtins import import_builtins
+    from .config import load_config
+    from .pretrain import run_ablation, run_pretrain
+
+    overrides = list(args.overrides) + (["train.resume=auto"] if args.resume else [])
+    cfg = load_config(args.config, overrides)
+    import_builtins()
+    run_ablation(cfg) if args.ablation else run_pretrain(cfg)
     return 0
 
 
 _COMMANDS = {"train": _cmd_train, "eval": _cmd_train, "data": _cmd_data, "list": _cmd_list,
              "demo": _cmd_demo}
+_COMMANDS["pretrain"] = _cmd_pretrain
+
+
+def _cmd_d2_train(args: argparse.Namespace) -> int:
+    from .integrations import D2_INSTALL_HINT, is_detectron2_available
+
+    if not is_detectron2_available():  # detectron2 is imported only here, when the command runs
+        print(f"umgkit d2-train: {D2_INSTALL_HINT}", file=sys.stderr)
+        return 2
+    from .integrations.d2.train import launch_from_args
+
+    launch_from_args(str(args.config), list(args.opts), resume=args.resume, eval_only=args.eval_only,
+                     num_gpus=args.num_gpus)
+    return 0
+
+
+_COMMANDS["d2-train"] = _cmd_d2_train
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import exit_status, run_bench
+
+    source_tree = Path(__file__).resolve().parent.parent / "benchmarks"  # editable install / checkout
+    folder = args.benchmarks or (source_tree if source_tree.is_dir() else Path("benchmarks"))
+    try:
+        report = run_bench(args.out, benchmarks=folder, quick=args.quick, only=args.only,
+                           budget_s=args.budget)
+    except (FileNotFoundError, ValueError) as err:  # no benchmark folder, unknown --only name
+        print(f"umgkit bench: {err}", file=sys.stderr)
+        return 2
+    print((args.out / "bench.md").read_text(encoding="utf-8"))
+    print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.md'}")
+    return exit_status(report, strict=args.strict)
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    from .config.reference import main as reference_main
+
+    argv = ["--out", str(args.out)] if args.out else (["--check", str(args.check)] if args.check else [])
+    return reference_main(argv)
+
+
+_COMMANDS["bench"] = _cmd_bench
+_COMMANDS["docs"] = _cmd_docs
 
 
 if __name__ == "__main__":

@@ -1,54 +1,21 @@
-"""`umgkit demo`: the synthetic world end to end, written to one folder with a markdown report.
-
-The demo uses only public pieces (the world generator, the registered readers, the drawing helpers), so
-it doubles as a check that everything the generator writes reads back through the standard readers.
-"""
+"""The demo's world checks: every format the generator writes reads back through its reader."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
-from . import data as _readers_registered  # noqa: F401  (fills DATASETS)
-from .registry import DATASETS
-from .vis import draw_boxes, overlay_labels, panoptic_colours, save_grid
+from .. import data as _readers_registered  # noqa: F401  (fills DATASETS)
+from ..registry import DATASETS
+from ..vis import draw_boxes, overlay_labels, panoptic_colours, save_grid
 
-__all__ = ["run_demo", "preview_world"]
+__all__ = ["preview_world", "reader_counts"]
 
 
-def run_demo(out: str | Path, num: int = 400, seed: int = 0, size: int = 128) -> Path:
-    """Generate the world under ``out/world``, draw a preview and write ``out/report.md``."""
-    from .data.synth import generate_world
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    summary = generate_world(out / "world", num=num, size=size, seed=seed)
-    seconds = time.perf_counter() - start
-    print(f"[demo] synthetic world: {summary['counts']} images in {seconds:.1f} s -> {out / 'world'}")
-    preview = preview_world(out / "world", out / "world_preview.png")
-    print(f"[demo] preview of every annotation format -> {preview}")
-    rows = [f"| {name} | {len(DATASETS.build(name, **args))} |" for name, args in _readers(out / "world")]
-    report = out / "report.md"
-    report.write_text("\n".join([
-        "# umgkit demo",
-        "",
-        f"Synthetic world: {num} images of {size} px (seed {seed}), generated in {seconds:.1f} s.",
-        "",
-        "| reader (val split) | images read |",
-        "| --- | --- |",
-        *rows,
-        "",
-        "Image, semantic labels (ADE20K layout), panoptic segments (COCO panoptic) and instance boxes",
-        "(COCO instances), each read back through umgkit's registered readers:",
-        "",
-        f"![world preview]({preview.name})",
-        "",
-    ]))
-    print(f"[demo] report -> {report}")
-    return report
+def reader_counts(world: Path) -> list[tuple[str, int]]:
+    """Val images each registered reader finds in the world: every written format reads back."""
+    return [(name, len(DATASETS.build(name, **args))) for name, args in _readers(world)]
 
 
 def preview_world(world: Path, path: Path, count: int = 4) -> Path:

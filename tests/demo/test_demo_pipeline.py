@@ -1,0 +1,34 @@
+"""The demo pipeline end to end in quick mode: every stage runs, the report holds this run's figures."""
+
+import re
+
+import pytest
+
+from umgkit.demo import TASK_STAGES, run_demo
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_demo_writes_report_from_its_own_runs(tmp_path):
+    out = tmp_path / "demo"
+    report = run_demo(out, quick=True).read_text()
+    backbone = out / "pretrain" / "backbone"
+    assert (backbone / "model.safetensors").is_file() and (backbone / "config.json").is_file()
+    for stage in TASK_STAGES:
+        # each task adapted the pretrained backbone, and its row shows the value its own run logged
+        config = (out / stage.name / "config.yaml").read_text()
+        assert f"umg:{backbone}" in config
+        row = next(line for line in report.splitlines() if line.startswith(f"| {stage.name} |"))
+        value = float(row.split("|")[3])
+        logged = _last_logged(out / stage.name / "metrics.jsonl", f"val/{stage.metric}")
+        assert value == pytest.approx(logged * (100 if stage.percent else 1), abs=0.01)
+        assert re.search(r"\| [\d,]+ \| \d+\.\d\d \| \d+ s \|$", row), row
+    assert (out / "curves.png").stat().st_size > 5000
+    assert "![curves](curves.png)" in report
+
+
+def _last_logged(path, key):
+    import json
+
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r[key] for r in rows if key in r][-1]
