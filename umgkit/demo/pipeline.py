@@ -23,13 +23,14 @@ TASK_STAGES = (
     Stage("classification", "classification.yaml", "top1", "top-1 (%)", percent=True),
     Stage("retrieval", "retrieval.yaml", "mean_recall", "mean R@1/5/10 (%)"),
     Stage("semantic", "semantic.yaml", "mIoU", "mIoU (%)", percent=True),
-    Stage("panoptic", "panoptic.yaml", "PQ", "PQ"),
-    Stage("detection", "detection.yaml", "bbox_AP50", "box AP50"),
+    Stage("panoptic", "panoptic.yaml", "PQ", "PQ (%)", percent=True),
+    Stage("detection", "detection.yaml", "box_AP50", "box AP50 (%)", percent=True),
 )
 _REBASED_KEYS = ("output_dir", "data.root", "data.synthetic.out")
 _DEFAULT_PREFIX = "demo_out"
 # quick mode: every stage takes a few steps on a small world, to test the pipeline itself
-_QUICK = ("train.max_steps=2", "train.eval_every=0", "data.synthetic.num=48", "data.limit=16")
+_QUICK = ("train.max_steps=2", "train.eval_every=0", "data.synthetic.num=48", "data.limit=16",
+          "data.batch_size=8", "data.eval_batch_size=8")
 
 
 def default_config_dir() -> Path:
