@@ -16,6 +16,7 @@ lacks ``image`` is a bad sample (raised, or skipped and counted with ``skip_bad`
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from ._base import ReaderDataset
 from ._images import BadSampleError, DatasetError, load_image
 from .instances import decode_segmentation
 
-__all__ = ["ManifestDataset"]
+__all__ = ["ManifestDataset", "item_from_record"]
 
 
 class ManifestDataset(ReaderDataset):
@@ -64,36 +65,34 @@ class ManifestDataset(ReaderDataset):
                                  "fix the line or set data.skip_bad=true.")
         path = self.manifest.parent / record["image"]
         image = load_image(path)
-        h, w = image.shape[1:]
-        regions = record.get("regions", [])
-        boxes = torch.tensor([r.get("box", [0, 0, 0, 0]) for r in regions], dtype=torch.float32)
-        boxes = boxes.reshape(-1, 4)  # (R, 4) XYXY pixels
-        if boxes.numel() and bool(((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any()):
-            raise BadSampleError(f"{path}: a region box is not [x1, y1, x2, y2] with x2 >= x1, y2 >= y1.")
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-        masks = np.zeros((len(regions), h, w), dtype=np.uint8)
-        has_mask = []
-        for i, r in enumerate(regions):
-            if r.get("mask"):
-                m = decode_segmentation(r["mask"], h, w)
-                if m.shape != (h, w):
-                    raise BadSampleError(f"{path}: region {i} mask is {m.shape}, image is {(h, w)}.")
-                masks[i] = m
-                has_mask.append(True)
-            else:
-                x1, y1, x2, y2 = boxes[i].tolist()
-                masks[i, int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = 1
-                has_mask.append(False)
-        return {"image": image,
-                "caption": str(record.get("caption", "")),
-                "tags": list(record.get("tags", [])),
-                "boxes": boxes,
-                "region_captions": [str(r.get("caption", "")) for r in regions],
-                "region_tags": [list(r.get("tags", [])) for r in regions],
-                "masks": torch.from_numpy(masks),
-                "has_mask": torch.tensor(has_mask, dtype=torch.bool),
-                "path": str(path)}
+        return item_from_record(record, image, str(path))
+
+
+def item_from_record(record: dict, image: torch.Tensor, path: str) -> dict[str, Any]:
+    """The reader item for ``record`` whose image ``(3, H, W)`` in [0, 1] is already decoded."""
+    h, w = image.shape[1:]
+    regions = record.get("regions", [])
+    boxes = torch.tensor([r.get("box", [0, 0, 0, 0]) for r in regions], dtype=torch.float32).reshape(-1, 4)
+    if boxes.numel() and bool(((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any()):
+        raise BadSampleError(f"{path}: a region box is not [x1, y1, x2, y2] with x2 >= x1, y2 >= y1.")
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    masks = np.zeros((len(regions), h, w), dtype=np.uint8)
+    has_mask = []
+    for i, r in enumerate(regions):
+        if r.get("mask"):
+            m = decode_segmentation(r["mask"], h, w)
+            if m.shape != (h, w):
+                raise BadSampleError(f"{path}: region {i} mask is {m.shape}, image is {(h, w)}.")
+            masks[i] = m
+        else:
+            x1, y1, x2, y2 = boxes[i].tolist()
+            masks[i, int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = 1
+        has_mask.append(bool(r.get("mask")))
+    return {"image": image, "caption": str(record.get("caption", "")), "tags": list(record.get("tags", [])),
+            "boxes": boxes, "region_captions": [str(r.get("caption", "")) for r in regions],
+            "region_tags": [list(r.get("tags", [])) for r in regions], "masks": torch.from_numpy(masks),
+            "has_mask": torch.tensor(has_mask, dtype=torch.bool), "path": str(path)}
 
 
 @DATASETS.register("manifest")
