@@ -9,15 +9,16 @@ from umgkit.demo import TASK_STAGES, run_demo
 pytestmark = pytest.mark.slow
 
 
-def test_quick_demo_writes_report_from_its_own_runs(tmp_path):
+def test_quick_demo_writes_report_from_its_own_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative output folder, as `make demo` gives (demo_out)
     out = tmp_path / "demo"
-    report = run_demo(out, quick=True).read_text()
+    report = run_demo("demo", quick=True).read_text()
     backbone = out / "pretrain" / "backbone"
     assert (backbone / "model.safetensors").is_file() and (backbone / "config.json").is_file()
     for stage in TASK_STAGES:
         # each task adapted the pretrained backbone, and its row shows the value its own run logged
         config = (out / stage.name / "config.yaml").read_text()
-        assert f"umg:{backbone}" in config
+        assert "umg:demo/pretrain/backbone" in config
         row = next(line for line in report.splitlines() if line.startswith(f"| {stage.name} |"))
         value = float(row.split("|")[3])
         logged = _last_logged(out / stage.name / "metrics.jsonl", f"val/{stage.metric}")
@@ -25,6 +26,8 @@ def test_quick_demo_writes_report_from_its_own_runs(tmp_path):
         assert re.search(r"\| [\d,]+ \| \d+\.\d\d \| \d+ s \|$", row), row
     assert (out / "curves.png").stat().st_size > 5000
     assert "![curves](curves.png)" in report
+    assert (out / "zeroshot_regions.png").stat().st_size > 1000 and "![zero-shot regions]" in report
+    assert (out / "world_preview.png").stat().st_size > 1000
 
 
 def _last_logged(path, key):

@@ -39,7 +39,7 @@ def preview_world(world: Path, path: Path, count: int = 4) -> Path:
 
 
 def _coco(world: Path, kind: str) -> dict:
-    coco = world / "coco"
+    coco = Path(world).resolve() / "coco"  # absolute: the reader joins relative file options to its root
     return {"root": str(coco), "split": "val", "image_dir": str(coco / "val"),
             "annotations_file": str(coco / "annotations" / f"{kind}_val.json"),
             **({"panoptic_dir": str(coco / "annotations" / "panoptic_val")} if kind == "panoptic" else {})}
