@@ -39,6 +39,7 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "trainable_state_dict",
+    "copy_trainable_tensors",
     "remove_stale_temps",
 ]
 
@@ -140,7 +141,8 @@ def load_checkpoint(accelerator: Any, path: str | os.PathLike, *, model: nn.Modu
     if not (path / COMPLETE_MARKER).is_file():
         raise FileNotFoundError(f"{path} is not a complete checkpoint (no '{COMPLETE_MARKER}' marker): it "
                                 f"was interrupted while saving. Resume from an earlier step_* directory.")
-    _load_trainable(accelerator.unwrap_model(model), load_file(str(path / "trainable.safetensors")), path)
+    tensors = load_file(str(path / "trainable.safetensors"))
+    copy_trainable_tensors(accelerator.unwrap_model(model), tensors, path)
     opt_data = _read_json(path / "optimizer.json")
     optimizer.load_state_dict(_join_optimizer_state(load_file(str(path / "optimizer.safetensors")), opt_data))
     sched = _read_json(path / "scheduler.json")
@@ -158,13 +160,14 @@ def load_checkpoint(accelerator: Any, path: str | os.PathLike, *, model: nn.Modu
     return _read_json(path / "trainer_state.json")
 
 
-def _load_trainable(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+def copy_trainable_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Copy ``tensors`` into ``model``'s trainable parameters; names and shapes must match exactly."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
     if missing or unexpected:
-        raise ValueError(f"{path}: trainable parameters do not match the model (missing from checkpoint: "
-                         f"{missing[:5]}, not trainable in model: {unexpected[:5]}). Resume with the same "
-                         f"model, adapter and head config the checkpoint was written with.")
+        raise ValueError(f"{path} does not fit the model: trainable parameters missing from the checkpoint "
+                         f"{missing[:5]}, saved but not trainable in the model {unexpected[:5]}. Load it "
+                         f"into a model built with the model, adapter and head config it was written with.")
     with torch.no_grad():
         for name, param in params.items():
             if param.shape != tensors[name].shape:

@@ -24,7 +24,7 @@ from torch import nn
 from .._io import atomic_write, atomic_write_text
 from ..adapters import apply_adapter, save_adapter
 from ..backbones import SimpleFeaturePyramid, create_backbone
-from ..engine.checkpoint import COMPLETE_MARKER, trainable_state_dict
+from ..engine.checkpoint import COMPLETE_MARKER, copy_trainable_tensors, trainable_state_dict
 
 __all__ = ["AdaptedPyramid", "InputRenormalizer", "save_trainable", "load_trainable", "pyramid_strides",
            "TRAINABLE_NAME", "MODEL_INFO_NAME"]
@@ -159,16 +159,5 @@ def load_trainable(model: nn.Module, directory: str | os.PathLike) -> dict[str, 
         raise FileNotFoundError(f"{src} is not a complete umgkit checkpoint (no '{COMPLETE_MARKER}' "
                                 "marker); pick a step_* directory written by save_trainable.")
     tensors = load_file(str(src / TRAINABLE_NAME))
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
-    if missing or unexpected:
-        raise ValueError(f"{src / TRAINABLE_NAME} does not fit the model: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}. Load it into a model built from the same config "
-                         "(backbone, adapter, heads).")
-    with torch.no_grad():
-        for name, param in params.items():
-            if tensors[name].shape != param.shape:
-                raise ValueError(f"{src / TRAINABLE_NAME}: '{name}' has shape {tuple(tensors[name].shape)}, "
-                                 f"the model's is {tuple(param.shape)}.")
-            param.copy_(tensors[name])
+    copy_trainable_tensors(model, tensors, src / TRAINABLE_NAME)
     return json.loads((src / "trainer_state.json").read_text(encoding="utf-8"))
