@@ -8,20 +8,12 @@ import torch
 
 from umgkit._builtins import import_builtins
 from umgkit.config import ConfigError, config_from_dict
-from umgkit.data.synth import generate_world
 from umgkit.engine import Trainer
 from umgkit.registry import TASKS
 
 _HEAD = {"pyramid_channels": 32, "anchor_sizes": [8, 16, 32, 64], "representation_size": 128,
          "mask_channels": 32, "mask_layers": 2, "roi_batch_size": 64, "rpn_pre_nms_top_n": [600, 300],
          "rpn_post_nms_top_n": [300, 100]}
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("world")
-    generate_world(root, num=10, size=64, progress=False)  # 8 train + 2 val images
-    return root
 
 
 def _config(world, out, **sections):

@@ -8,7 +8,6 @@ import pytest
 
 from umgkit._builtins import import_builtins
 from umgkit.config import ConfigError, config_from_dict
-from umgkit.data.synth import generate_world
 from umgkit.engine import Trainer
 from umgkit.metrics.panoptic import pq_compute_files, read_panoptic_png
 from umgkit.registry import TASKS
@@ -17,13 +16,6 @@ HEAD = {"hidden_dim": 64, "num_queries": 16, "decoder_layers": 4, "encoder_layer
         "dim_feedforward": 256, "encoder_feedforward_dim": 256}
 SYNTH_LAYOUT = {"annotations_file": "annotations/panoptic_{split}.json",
                 "panoptic_dir": "annotations/panoptic_{split}", "image_dir": "{split}"}
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("world")
-    generate_world(root, num=10, size=64, progress=False)  # 8 train + 2 val images
-    return root
 
 
 def _config(world, out, **sections):

@@ -6,16 +6,8 @@ import pytest
 
 from umgkit._builtins import import_builtins
 from umgkit.config import config_from_dict
-from umgkit.data.synth import generate_world
 from umgkit.engine import Trainer
 from umgkit.registry import TASKS
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("world")
-    generate_world(root, num=10, size=64, progress=False)  # 8 train + 2 val images
-    return root
 
 
 def _config(world, out, **sections):
