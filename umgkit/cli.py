@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="print a registry's names")
     lst.add_argument("registry", choices=["backbones", "adapters", "heads", "tasks", "datasets"])
 
-    demo = sub.add_parser("demo", help="pretrain umg:tiny on the synthetic world, adapt it to five tasks, "
-                                       "write a report")
+    demo = sub.add_parser("demo", help="pretrain umg:tiny_conv on the synthetic world, adapt it to five "
+                                       "tasks, write a report")
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
     demo.add_argument("--configs", type=Path, default=None, help="folder of the demo configs "
                       "(default: configs/demo of the source tree)")

@@ -12,6 +12,7 @@ from umgkit.backbones import create_backbone
 # (registry string, builder kwargs)
 TINY = {
     "umg": ("umg:tiny", {}),
+    "umg_conv": ("umg:tiny_conv", {}),  # convolutional stem (BatchNorm inside the frozen trunk)
     "openclip": ("openclip:umgkit-tiny-openclip", {}),
     "timm": ("timm:vit_tiny_patch16_224", {"depth": 2}),
 }

@@ -43,6 +43,32 @@ def test_umg_roundtrip(tmp_path):
     _same_outputs(model, create_backbone("umg:tiny", pretrained=str(out / "model.safetensors")), text=True)
 
 
+def test_umg_conv_stem_roundtrip_keeps_batchnorm_statistics(tmp_path):
+    model = build("umg_conv").set_trainable(True).train()
+    with torch.no_grad():
+        model.dense(images((64, 64), batch=4))  # moves the stem's BatchNorm running statistics
+    model.set_trainable(False).eval()
+    stem_bn = model.visual.patch_embed[1]
+    assert not torch.equal(stem_bn.running_mean, torch.zeros_like(stem_bn.running_mean))
+    out = save_umg_checkpoint(model, tmp_path / "ckpt")
+    loaded = create_backbone(f"umg:{out}")
+    assert loaded.config["vision"]["stem"] == "conv"
+    assert torch.equal(loaded.visual.patch_embed[1].running_mean, stem_bn.running_mean)
+    _same_outputs(model, loaded, text=True)
+
+
+def test_conv_stem_needs_a_power_of_two_patch():
+    from umgkit.backbones.vit import VisionTransformer
+
+    small = {"width": 32, "layers": 1, "heads": 2, "mlp_dim": 64, "embed_dim": 16}
+    vit = VisionTransformer(image_size=64, patch_size=4, stem="conv", **small)
+    assert vit.embed(torch.zeros(1, 3, 64, 48))[1] == (16, 12)
+    with pytest.raises(ValueError, match="power-of-two patch_size, got 14"):
+        VisionTransformer(image_size=224, patch_size=14, stem="conv", **small)
+    with pytest.raises(ValueError, match="stem 'hybrid'"):
+        VisionTransformer(image_size=64, patch_size=8, stem="hybrid", **small)
+
+
 def test_umg_bad_checkpoint(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(FileNotFoundError, match="model.safetensors"):

@@ -18,8 +18,8 @@ def _unit(x: torch.Tensor, dim: int = -1) -> None:
 def test_declared_shapes(key):
     bb = shared(key)
     assert isinstance(bb, Backbone)
-    expected = {"umg": (128, 128, 8, 4, True), "openclip": (64, 64, 8, 2, True),
-                "timm": (None, 192, 16, 2, False)}[key]
+    expected = {"umg": (128, 128, 8, 4, True), "umg_conv": (128, 128, 8, 4, True),
+                "openclip": (64, 64, 8, 2, True), "timm": (None, 192, 16, 2, False)}[key]
     assert (bb.embed_dim, bb.width, bb.patch_size, bb.num_layers, bb.has_text) == expected
     assert len(bb.blocks) == bb.num_layers
 

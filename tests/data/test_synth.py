@@ -222,24 +222,35 @@ def test_captions_state_true_counts_colours_and_positions(world):
     assert checked_relations >= 5
 
 
-def test_manifest_regions_equal_instances(world):
+def test_manifest_regions_are_the_instances_then_the_stuff(world):
     out, _ = world
     for split in SPLITS:
         coco, by_image = _instances(out, split)
+        ade = out / "ade" / "annotations" / ("training" if split == "train" else "validation")
         lines = [json.loads(line) for line in (out / "manifest" / f"{split}.jsonl").read_text().splitlines()]
         for entry in lines:
             image_path = (out / "manifest" / entry["image"]).resolve()
             assert image_path.is_file()
             anns = by_image[int(image_path.stem)]
+            things, stuff = entry["regions"][:len(anns)], entry["regions"][len(anns):]
             xyxy = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)]
-            assert [r["box"] for r in entry["regions"]] == xyxy
-            for region, ann in zip(entry["regions"], anns, strict=True):
+            assert [r["box"] for r in things] == xyxy
+            for region, ann in zip(things, anns, strict=True):
                 assert region["mask"] == ann["segmentation"]
                 shape = THING_CLASSES[ann["category_id"] - 1]
                 assert region["tags"] == [ann["colour"], shape]
                 assert region["caption"].endswith(f"{ann['colour']} {shape}")
-                assert set(region["tags"]) <= set(entry["tags"])
-            assert entry["caption"]
+                assert region["captions"] == [region["caption"], f"a {shape}"]
+            label = np.asarray(Image.open(ade / f"{image_path.stem}.png"))
+            assert len(stuff) <= 2  # upper and lower background
+            for region in stuff:  # the stuff mask is exactly its ADE class's pixels
+                (name,) = region["tags"]
+                mask = mask_utils.decode({"size": region["mask"]["size"],
+                                          "counts": region["mask"]["counts"].encode()}).astype(bool)
+                assert np.array_equal(mask, label == len(THING_CLASSES) + STUFF_CLASSES.index(name) + 1)
+                assert name in region["caption"] and name in entry["caption"]
+            assert {t for r in entry["regions"] for t in r["tags"]} <= set(entry["tags"])
+            assert entry["caption"] == entry["captions"][0] and len(entry["captions"]) == 5
 
 
 def test_same_seed_same_bytes_even_through_the_pool(world, tmp_path, monkeypatch):

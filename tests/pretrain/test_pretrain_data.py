@@ -83,3 +83,26 @@ def test_bad_line_raises_or_is_skipped(tiny_world, tmp_path):
     items = list(ds)
     assert len(items) == 3 and items[1] is None and ds.num_skipped == 1
     assert items[0]["caption"] == recs[0]["caption"]
+
+
+def test_records_carry_all_captions_and_the_task_draws_among_them(reference):
+    from umgkit.pretrain.task import PretrainTask
+
+    item = reference[0]
+    assert len(item["captions"]) == 5 and item["caption"] == item["captions"][0]
+    sets = item["region_caption_sets"]
+    assert [s[0] for s in sets] == item["region_captions"] and len(sets) == len(item["boxes"])
+    thing = sets[0]  # things come first: "a <colour> <shape>" and "a <shape>"
+    assert len(thing) == 2 and thing[0].split()[-1] == thing[1].split()[-1] and len(thing[1].split()) == 2
+    batch = {"image": torch.zeros(200, 3, 2, 2), "caption": [item["caption"]] * 200,
+             "captions": [item["captions"]] * 200, "region_captions": [item["region_captions"]] * 200,
+             "region_caption_sets": [sets] * 200}
+    task = PretrainTask(model=None, train_dataset=None, weights={"image_text": 1})
+    assert set(task.image_captions(batch)) == set(item["captions"])  # 200 draws from 5 hit every one
+    drawn = task.region_captions(batch)
+    assert len(drawn) == 200 * len(sets) and set(drawn[::len(sets)]) == set(thing)
+    first = PretrainTask(model=None, train_dataset=None, weights={"image_text": 1}, captions="first")
+    assert first.image_captions(batch) == batch["caption"]
+    assert first.region_captions(batch) == item["region_captions"] * 200
+    with pytest.raises(ValueError, match="captions='best'"):
+        PretrainTask(model=None, train_dataset=None, weights={"image_text": 1}, captions="best")

@@ -125,7 +125,8 @@ def _load_weights(model: UMGBackbone, file: Path) -> None:
                          f"unexpected keys {unexpected[:5]}.")
 
 
-@BACKBONES.register("umg:", doc="umgkit's dual encoder: umg:<tiny|small|base16|large14> or umg:/ckpt/dir")
+@BACKBONES.register("umg:", doc="umgkit's dual encoder: umg:<tiny|tiny_conv|small|base16|large14> or "
+                                "umg:/ckpt/dir")
 def build_umg(name: str, pretrained: str | None = None) -> UMGBackbone:
     """``name`` is an architecture (random init, or ``pretrained`` = a ``.safetensors`` state dict /
     checkpoint dir) or a checkpoint path written by `save_umg_checkpoint`."""

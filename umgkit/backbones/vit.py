@@ -10,13 +10,17 @@ tower, which passes a causal ``attn_mask``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._pos_embed import resample_pos_embed
 
-__all__ = ["Attention", "Mlp", "Block", "VisionTransformer", "init_weights"]
+__all__ = ["Attention", "Mlp", "Block", "VisionTransformer", "conv_stem", "init_weights", "STEMS"]
+
+STEMS = ("patch", "conv")
 
 
 class Attention(nn.Module):
@@ -63,8 +67,30 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def conv_stem(width: int, patch_size: int) -> nn.Sequential:
+    """Stride-2 3x3 convolutions (channels doubling up to ``width``) and a 1x1 conv to ``width``.
+
+    Replaces the one patchify conv in small towers trained from scratch: each token then sees its
+    patch and its neighbours through a few nonlinear layers, so local shape is in the token before
+    attention has learned anything (Xiao et al., 2021, "Early convolutions help transformers see better").
+    """
+    steps = int(math.log2(patch_size))
+    if 2 ** steps != patch_size or steps < 1:
+        raise ValueError(f"stem 'conv' needs a power-of-two patch_size, got {patch_size}; use stem 'patch'.")
+    layers: list[nn.Module] = []
+    channels = 3
+    for k in range(steps):
+        out = max(width // 2 ** (steps - 1 - k), 16)
+        layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out),
+                   nn.ReLU()]
+        channels = out
+    layers.append(nn.Conv2d(channels, width, kernel_size=1))
+    return nn.Sequential(*layers)
+
+
 class VisionTransformer(nn.Module):
-    """Image tower: patch conv, class token, learned position embeddings, blocks, final norm, projection.
+    """Image tower: patch embedding (one patchify conv, or `conv_stem`), class token, learned position
+    embeddings, blocks, final norm, projection.
 
     ``embed(images)`` returns the tokens entering the first block ``(B, 1 + h*w, C)`` with position
     embeddings resampled (bicubic) when the grid differs from ``image_size // patch_size``; ``proj`` maps
@@ -74,11 +100,14 @@ class VisionTransformer(nn.Module):
     num_prefix_tokens = 1
 
     def __init__(self, *, image_size: int, patch_size: int, width: int, layers: int, heads: int,
-                 mlp_dim: int, embed_dim: int) -> None:
+                 mlp_dim: int, embed_dim: int, stem: str = "patch") -> None:
         super().__init__()
         self.patch_size = patch_size
         self.grid_size = (image_size // patch_size, image_size // patch_size)
-        self.patch_embed = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size)
+        if stem not in STEMS:
+            raise ValueError(f"vision stem {stem!r}; choose one of {STEMS}.")
+        self.patch_embed = (nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size) if stem == "patch"
+                            else conv_stem(width, patch_size))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid_size[0] * self.grid_size[1], width))
         self.blocks = nn.ModuleList([Block(width, heads, mlp_dim) for _ in range(layers)])

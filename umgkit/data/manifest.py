@@ -2,15 +2,19 @@
 
 One JSON object per line::
 
-    {"image": "imgs/0001.jpg", "caption": "...", "tags": ["cat", ...],
-     "regions": [{"box": [x1, y1, x2, y2], "caption": "...", "tags": [...], "mask": <COCO RLE, optional>}]}
+    {"image": "imgs/0001.jpg", "caption": "...", "captions": ["...", ...] (optional), "tags": ["cat", ...],
+     "regions": [{"box": [x1, y1, x2, y2], "caption": "...", "captions": [...] (optional), "tags": [...],
+                  "mask": <COCO RLE, optional>}]}
 
-Image paths are relative to the manifest file's folder; boxes are absolute XYXY pixels. Items:
-``{"image": (3, H, W) float in [0, 1], "caption": str, "tags": list[str], "boxes": (R, 4) float32,
-"region_captions": list[str], "region_tags": list[list[str]], "masks": (R, H, W) uint8,
-"has_mask": (R,) bool, "path": str}``; a region without a mask gets its box filled as mask and
-``has_mask`` False. ``class_names`` is the sorted tag vocabulary. A line that is not valid JSON or
-lacks ``image`` is a bad sample (raised, or skipped and counted with ``skip_bad``).
+Image paths are relative to the manifest file's folder; boxes are absolute XYXY pixels. ``captions``
+lists alternative captions of the image (as COCO has five) or of a region (descriptions of varying
+detail), of which pretraining draws one per step; without it the one ``caption`` is used. Items:
+``{"image": (3, H, W) float in [0, 1], "caption": str, "captions": list[str], "tags": list[str],
+"boxes": (R, 4) float32, "region_captions": list[str], "region_caption_sets": list[list[str]],
+"region_tags": list[list[str]], "masks": (R, H, W) uint8, "has_mask": (R,) bool, "path": str}``; a
+region without a mask gets its box filled as mask and ``has_mask`` False. ``class_names`` is the sorted
+tag vocabulary. A line that is not valid JSON or lacks ``image`` is a bad sample (raised, or skipped and
+counted with ``skip_bad``).
 """
 
 from __future__ import annotations
@@ -89,10 +93,22 @@ def item_from_record(record: dict, image: torch.Tensor, path: str) -> dict[str, 
             x1, y1, x2, y2 = boxes[i].tolist()
             masks[i, int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = 1
         has_mask.append(bool(r.get("mask")))
-    return {"image": image, "caption": str(record.get("caption", "")), "tags": list(record.get("tags", [])),
-            "boxes": boxes, "region_captions": [str(r.get("caption", "")) for r in regions],
+    caption, region_caps = str(record.get("caption", "")), [str(r.get("caption", "")) for r in regions]
+    return {"image": image, "caption": caption, "captions": _alternatives(record, caption, path),
+            "tags": list(record.get("tags", [])), "boxes": boxes, "region_captions": region_caps,
+            "region_caption_sets": [_alternatives(r, c, f"{path} region {i}")
+                                    for i, (r, c) in enumerate(zip(regions, region_caps, strict=True))],
             "region_tags": [list(r.get("tags", [])) for r in regions], "masks": torch.from_numpy(masks),
             "has_mask": torch.tensor(has_mask, dtype=torch.bool), "path": str(path)}
+
+
+def _alternatives(record: dict, caption: str, where: str) -> list[str]:
+    """The record's ``captions`` list, or just its ``caption``."""
+    captions = record.get("captions") or [caption]
+    if not isinstance(captions, list):
+        raise BadSampleError(f"{where}: 'captions' is {type(captions).__name__}; give a list of strings "
+                             "(alternative captions) or leave it out.")
+    return [str(c) for c in captions]
 
 
 @DATASETS.register("manifest")

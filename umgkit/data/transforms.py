@@ -33,7 +33,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # keys whose first dimension (tensor) or length (list) indexes instances / regions / segments
 INSTANCE_KEYS = ("boxes", "labels", "masks", "iscrowd", "isthing", "segment_ids", "has_mask", "areas",
-                 "region_captions", "region_tags")
+                 "region_captions", "region_caption_sets", "region_tags")
 _MASK_KEYS = ("masks", "label_map")
 
 

@@ -1,4 +1,4 @@
-"""`umgkit demo`: the synthetic world end to end (pretrain umg:tiny, adapt it to five tasks, report)."""
+"""`umgkit demo`: the synthetic world end to end (pretrain umg:tiny_conv, adapt it to five tasks, report)."""
 
 from .pipeline import TASK_STAGES, run_demo
 from .world import preview_world

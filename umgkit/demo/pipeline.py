@@ -1,4 +1,4 @@
-"""The demo's order of work: world -> pretrain umg:tiny -> LoRA on five tasks -> one report.
+"""The demo's order of work: world -> pretrain umg:tiny_conv -> LoRA on five tasks -> one report.
 
 Every stage is a shipped config under ``configs/demo/`` run through the same public API as
 ``umgkit train`` / ``umgkit pretrain``; the demo only rebases their ``demo_out/`` paths onto ``out``,
@@ -58,7 +58,7 @@ def run_demo(out: str | Path = "demo_out", *, configs: str | Path | None = None,
     start = time.perf_counter()
 
     total = 1 + len(chosen)
-    _say(f"stage 1/{total}: pretraining umg:tiny ({configs / PRETRAIN_STAGE.config})")
+    _say(f"stage 1/{total}: pretraining umg:tiny_conv ({configs / PRETRAIN_STAGE.config})")
     pretrain = run_pretrain_stage(PRETRAIN_STAGE, configs / PRETRAIN_STAGE.config,
                          _rebase(configs / PRETRAIN_STAGE.config, out) + extra)
     backbone_dir = pretrain.output_dir / "backbone"

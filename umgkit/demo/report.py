@@ -64,7 +64,7 @@ def write_report(out: Path, pretrain: StageResult, results: list[StageResult], s
     runs = {"pretrain": pretrain.output_dir, **{r.stage.name: r.output_dir for r in results}}
     curves = plot_curves(runs, out / "curves.png")
     lines = ["# umgkit demo", "",
-             f"Synthetic world, umg:tiny pretrained with the multi-granularity losses, then LoRA + a task "
+             "Synthetic world: umg:tiny_conv pretrained with multi-granularity losses, then LoRA + a task "
              f"head per task. Every figure below was measured by this run ({seconds / 60:.1f} min in all).",
              "", "## Held-out results", "", *results_table(results), "",
              "## Pretraining (zero-shot, before any task training)", "",

@@ -58,7 +58,7 @@ class PretrainModel(nn.Module):
         if not isinstance(backbone, UMGBackbone):
             raise TypeError(f"pretraining needs a umg: backbone (umgkit's dual encoder), got "
                             f"{getattr(backbone, 'name', type(backbone).__name__)}; set model.backbone to "
-                            "umg:<tiny|small|base16|large14> or umg:/path/to/checkpoint.")
+                            "umg:<tiny|tiny_conv|small|base16|large14> or umg:/path/to/checkpoint.")
         if reduction not in REDUCTIONS:
             raise ValueError(f"task_options.reduction={reduction!r}; choose one of {REDUCTIONS}.")
         if not 0.0 < keep_ratio <= 1.0:

@@ -39,6 +39,7 @@ from .model import REDUCTIONS, PretrainModel
 __all__ = ["OPTIONS", "LOSS_NAMES", "PretrainTask", "build_pretrain_task", "grid_masks"]
 
 LOSS_NAMES = ("image_text", "region_text", "region_tag", "sparc", "pixel")
+CAPTION_CHOICES = ("random", "first")
 
 OPTIONS = {
     "losses": Option({"image_text": 1.0, "region_text": 1.0, "region_tag": 0.0, "sparc": 1.0, "pixel": 1.0},
@@ -48,6 +49,8 @@ OPTIONS = {
     "reduce_after": Option(1, "vision blocks run on all tokens before the reduction"),
     "cluster_iters": Option(None, "clustering iterations (null = token_reduction's default)"),
     "gather": Option(True, "image-text and region-text negatives from every process"),
+    "captions": Option("random", "when an image or region lists several captions: 'random' draws one per "
+                                 "step (as CLIP training on COCO does), 'first' always uses 'caption'"),
     "crop_scale": Option([0.5, 1.0], "train RandomResizedCrop area range (no flips: captions say "
                                      "left/right)"),
     "sparc_threshold": Option(None, "SPARC similarity threshold (null = 1 / patches)"),
@@ -76,8 +79,12 @@ class PretrainTask:
     """Implements `umgkit.engine.Task` for pretraining (see the module docstring)."""
 
     def __init__(self, *, model: PretrainModel, train_dataset, weights: dict[str, float], gather: bool = True,
-                 sparc_threshold: float | None = None, pixel_hard_negatives: bool = True) -> None:
+                 sparc_threshold: float | None = None, pixel_hard_negatives: bool = True,
+                 captions: str = "random") -> None:
+        if captions not in CAPTION_CHOICES:
+            raise ValueError(f"task_options.captions={captions!r}; choose one of {list(CAPTION_CHOICES)}.")
         self.model, self.train_dataset, self.val_dataset = model, train_dataset, None
+        self.captions = captions
         self.collate_fn = collate_dicts
         self.weights = {k: float(v) for k, v in weights.items() if float(v) != 0.0}
         self.gather, self.sparc_threshold = bool(gather), sparc_threshold
@@ -85,9 +92,9 @@ class PretrainTask:
 
     def training_step(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         w = self.weights
-        images, captions = batch["image"], list(batch["caption"])
+        images, captions = batch["image"], self.image_captions(batch)
         b = images.shape[0]
-        region_caps = [c for caps in batch.get("region_captions", [[]] * b) for c in caps]
+        region_caps = self.region_captions(batch)
         need_regions = any(k in w for k in ("region_text", "region_tag", "pixel"))
         unique = list(dict.fromkeys(region_caps)) if need_regions else []
         tags = sorted({t for per in batch.get("region_tags", []) for ts in per for t in ts}) \
@@ -132,8 +139,25 @@ class PretrainTask:
         return {"loss": loss, **{f"loss_{k}": v.detach() for k, v in terms.items()},
                 "temperature": out["logit_scale"].detach().exp().reciprocal()}
 
+    def image_captions(self, batch: dict) -> list[str]:
+        """One caption per image: a draw among the record's ``captions``, or its ``caption``."""
+        if self.captions == "first" or "captions" not in batch:
+            return list(batch["caption"])
+        return [_draw(caps) for caps in batch["captions"]]
+
+    def region_captions(self, batch: dict) -> list[str]:
+        """One caption per region, flattened over the batch: as `image_captions`, per region."""
+        if self.captions == "first" or "region_caption_sets" not in batch:
+            return [c for caps in batch.get("region_captions", [[]] * len(batch["image"])) for c in caps]
+        return [_draw(caps) for sets in batch["region_caption_sets"] for caps in sets]
+
     def evaluate(self, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:
         return {}  # zero-shot evaluation runs after training on other datasets (run_pretrain)
+
+
+def _draw(captions: list[str]) -> str:
+    """A uniform draw from the global torch RNG (seeded, and restored on resume)."""
+    return captions[int(torch.randint(len(captions), ()))]
 
 
 def model_patch_size(model: nn.Module) -> int:
@@ -176,4 +200,4 @@ def build_pretrain_task(cfg: RunConfig) -> PretrainTask:
     train = build_dataset(cfg.data, cfg.data.train_split, tf, "manifest")
     return PretrainTask(model=model, train_dataset=train, weights=opts["losses"], gather=bool(opts["gather"]),
                         sparc_threshold=opts["sparc_threshold"],
-                        pixel_hard_negatives=bool(opts["pixel_hard_negatives"]))
+                        pixel_hard_negatives=bool(opts["pixel_hard_negatives"]), captions=opts["captions"])

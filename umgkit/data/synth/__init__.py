@@ -22,10 +22,11 @@ where the file system refuses links). Boxes are absolute XYXY pixel edges (``x2 
 except COCO's ``bbox``, which is ``[x, y, w, h]`` of the same box. Masks hold visible pixels only and
 never overlap; every thing pixel belongs to exactly one instance and one panoptic segment, and the ADE
 label equals the panoptic category id. A manifest line is ``{"image": "../coco/<split>/<id>.png",
-"caption": str, "tags": [str], "regions": [{"box": [x1, y1, x2, y2], "caption": "a red circle",
-"tags": ["red", "circle"], "mask": RLE}]}`` with one region per instance, in instance order. Captions
-are computed from the visible things (counts, colours, relative positions of box centres). The same
-arguments give byte-identical files.
+"caption": str, "captions": [5 x str], "tags": [str], "regions": [{"box": [x1, y1, x2, y2],
+"caption": "a red circle", "captions": ["a red circle", "a circle"], "tags": ["red", "circle"],
+"mask": RLE}, ...]}`` with one region per instance, in instance order, then one per visible stuff
+segment (``"caption": "grass"``, ``"tags": ["grass"]``). Captions are computed from the visible things
+(counts, colours, relative positions of box centres). The same arguments give byte-identical files.
 """
 
 from .captions import region_caption, scene_captions

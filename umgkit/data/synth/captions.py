@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from .scene import Scene, Thing
 
-__all__ = ["scene_captions", "region_caption", "scene_tags", "NUMBER_WORDS"]
+__all__ = ["scene_captions", "region_caption", "region_captions", "stuff_caption", "scene_tags",
+           "NUMBER_WORDS"]
 
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 _STUFF_PHRASE = {"sky": "sky", "grass": "grass", "water": "water", "sand": "sand", "brick": "a brick wall"}
@@ -131,6 +132,17 @@ def scene_captions(scene: Scene) -> list[str]:
 def region_caption(thing: Thing) -> str:
     """``"a red circle"``."""
     return _counted(1, thing.shape, thing.colour)
+
+
+def region_captions(thing: Thing) -> list[str]:
+    """``["a red circle", "a circle"]``: the full description and the shape alone, as region
+    descriptions of varying detail (Visual Genome style)."""
+    return [region_caption(thing), _counted(1, thing.shape)]
+
+
+def stuff_caption(stuff: str) -> str:
+    """``"grass"``, ``"a brick wall"``: the background phrase the scene captions use."""
+    return _STUFF_PHRASE[stuff]
 
 
 def scene_tags(scene: Scene) -> list[str]:

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from .world import generate_world
+from .world import WORLD_VERSION, generate_world
 
 __all__ = ["ensure_world"]
 
@@ -16,12 +16,13 @@ def ensure_world(out: str | Path, num: int, size: int = 128, seed: int = 0, val_
                  timeout_s: float = 600.0) -> Path:
     """Make sure ``out`` holds a finished world with exactly these settings; return ``out``.
 
-    A world with the same ``num/size/seed/val_fraction`` is reused (its ``world.json`` is written last,
-    so its presence marks a finished world); other settings regenerate it. Under several processes
-    only local rank 0 writes while the others wait for the finished world, up to ``timeout_s``.
+    A world with the same ``num/size/seed/val_fraction``, written by this world version, is reused (its
+    ``world.json`` is written last, so its presence marks a finished world); anything else regenerates
+    it. Under several processes only local rank 0 writes while the others wait for the finished world,
+    up to ``timeout_s``.
     """
     out = Path(out)
-    wanted = {"num": num, "size": size, "seed": seed, "val_fraction": val_fraction}
+    wanted = {"num": num, "size": size, "seed": seed, "val_fraction": val_fraction, "version": WORLD_VERSION}
     if _matches(out, wanted):
         return out
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:

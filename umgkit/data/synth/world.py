@@ -21,9 +21,12 @@ from ..._io import atomic_write_text
 from .vocab import ADE_CLASSES, COLOURS, STUFF_CLASSES, THING_CLASSES, stuff_category_id, thing_category_id
 from .writers import ADE_SPLITS, render_image
 
-__all__ = ["generate_world", "split_sizes"]
+__all__ = ["generate_world", "split_sizes", "WORLD_VERSION"]
 
 SPLITS = ("train", "val")
+# Bumped when the written files change, so `ensure_world` regenerates older worlds (2: manifest records
+# carry all five captions, and stuff segments as regions after the things; regions list captions too).
+WORLD_VERSION = 2
 _LAYOUT_NAMES = {"world.json", "imagefolder", "coco", "ade", "manifest"}
 _PARALLEL_FROM = 64  # below this many images a pool costs more to start than it saves
 _MAX_WORKERS = 2
@@ -93,10 +96,11 @@ def _write_split(out: Path, split: str, records: list[dict], info: dict) -> None
                           "bbox": s["bbox"], "iscrowd": 0} for s in r["segments"]]
         panoptic.append({"image_id": r["id"], "file_name": f"{r['name']}.png",
                          "segments_info": segments_info})
-        regions = [{"box": s["box"], "caption": s["caption"], "tags": [s["colour"], s["shape"]],
-                    "mask": s["rle"]} for s in things]
+        regions = [{"box": s["box"], "caption": s["caption"], "captions": s["captions"], "mask": s["rle"],
+                    "tags": [s["colour"], s["shape"]] if s["isthing"] else [s["stuff"]]}
+                   for s in r["segments"]]  # things, then stuff
         manifest.append({"image": f"../coco/{split}/{r['name']}.png", "caption": r["captions"][0],
-                         "tags": r["tags"], "regions": regions})
+                         "captions": r["captions"], "tags": r["tags"], "regions": regions})
     common = {"info": info, "licenses": [], "images": images}
     _write_json(ann_dir / f"captions_{split}.json", dict(common, annotations=captions))
     _write_json(ann_dir / f"instances_{split}.json",
@@ -166,13 +170,14 @@ def generate_world(out: str | Path, num: int, size: int = 128, seed: int = 0, va
         start += counts[split]
     records = _render_all(tasks, progress)
 
-    info = {"description": "umgkit synthetic world", "version": "1", "seed": seed, "size": size}
+    info = {"description": "umgkit synthetic world", "version": str(WORLD_VERSION), "seed": seed,
+            "size": size}
     for split in SPLITS:
         _write_split(out, split, [r for r in records if r["split"] == split], info)
     atomic_write_text(out / "ade" / "classes.txt", "".join(f"{name}\n" for name in ADE_CLASSES))
     class_counts = {split: dict(sorted(Counter(r["class"] for r in records if r["split"] == split).items()))
                     for split in SPLITS}
-    world = {"format": "umgkit-synth", "version": 1, "seed": seed, "size": size, "num": num,
+    world = {"format": "umgkit-synth", "version": WORLD_VERSION, "seed": seed, "size": size, "num": num,
              "val_fraction": val_fraction, "counts": counts, "class_counts": class_counts,
              "id_width": id_width, "thing_classes": list(THING_CLASSES),
              "colours": {k: list(v) for k, v in COLOURS.items()}, "stuff_classes": list(STUFF_CLASSES),

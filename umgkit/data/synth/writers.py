@@ -20,8 +20,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from ..._io import atomic_write
-from .captions import region_caption, scene_captions, scene_tags
-from .scene import draw_scene, mask_box
+from .captions import region_captions, scene_captions, scene_tags, stuff_caption
+from .scene import Thing, draw_scene, mask_box
 from .vocab import stuff_category_id, thing_category_id
 
 __all__ = ["ADE_SPLITS", "image_name", "render_image", "rle_encode", "xyxy_to_xywh"]
@@ -69,7 +69,8 @@ def render_image(task: tuple[str, int, int, int, str, str, int]) -> dict[str, An
     largest visible thing), ``captions``, ``tags`` and ``segments``: things first in painting order,
     then visible stuff, each with panoptic ``id`` (``category_id + 256 * occurrence``, unique in the
     image and never 0 = VOID), ``category_id``, ``isthing``, ``area``, ``bbox`` (COCO xywh), ``box``
-    (XYXY), and for things ``rle``, ``shape``, ``colour`` and ``caption``.
+    (XYXY), ``rle``, ``caption`` and ``captions`` (it first); things also have ``shape`` and ``colour``,
+    stuff has ``stuff``.
     """
     out_str, seed, index, size, split, dominant_shape, id_width = task
     out = Path(out_str)
@@ -90,18 +91,22 @@ def render_image(task: tuple[str, int, int, int, str, str, int]) -> dict[str, An
     occurrences: dict[int, int] = {}
     segments = []
     regions = [(t.mask, thing_category_id(t.shape), t) for t in scene.things]
-    regions += [(r.mask, stuff_category_id(r.stuff), None) for r in scene.stuff]
-    for mask, category_id, thing in regions:
+    regions += [(r.mask, stuff_category_id(r.stuff), r) for r in scene.stuff]
+    for mask, category_id, part in regions:
         occurrences[category_id] = occurrences.get(category_id, 0) + 1
         segment_id = category_id + 256 * occurrences[category_id]
         panoptic[mask] = segment_id
         label[mask] = category_id
         box = mask_box(mask)
-        seg = {"id": segment_id, "category_id": category_id, "isthing": thing is not None,
-               "area": int(mask.sum()), "bbox": xyxy_to_xywh(box), "box": list(box)}
-        if thing is not None:
-            seg.update(rle=rle_encode(mask), shape=thing.shape, colour=thing.colour,
-                       caption=region_caption(thing))
+        thing = isinstance(part, Thing)
+        seg = {"id": segment_id, "category_id": category_id, "isthing": thing, "area": int(mask.sum()),
+               "bbox": xyxy_to_xywh(box), "box": list(box), "rle": rle_encode(mask)}
+        if thing:
+            captions = region_captions(part)
+            seg.update(shape=part.shape, colour=part.colour, caption=captions[0], captions=captions)
+        else:
+            phrase = stuff_caption(part.stuff)
+            seg.update(stuff=part.stuff, caption=phrase, captions=[phrase])
         segments.append(seg)
     rgb = np.stack([panoptic % 256, (panoptic // 256) % 256, panoptic // 65536], axis=-1).astype(np.uint8)
     _atomic_png(rgb, out / "coco" / "annotations" / f"panoptic_{split}" / f"{name}.png")
