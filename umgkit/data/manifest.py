@@ -20,6 +20,7 @@ counted with ``skip_bad``).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from ._base import ReaderDataset
 from ._images import BadSampleError, DatasetError, load_image
 from .instances import decode_segmentation
 
-__all__ = ["ManifestDataset", "item_from_record"]
+__all__ = ["ManifestDataset", "item_from_record", "manifest_file"]
 
 
 class ManifestDataset(ReaderDataset):
@@ -38,11 +39,7 @@ class ManifestDataset(ReaderDataset):
 
     def __init__(self, root, split, transform=None, skip_bad=False, num_classes=None, limit=None):
         super().__init__(root, split, transform, skip_bad, limit)
-        path = self.root if self.root.suffix == ".jsonl" else self.root / f"{split}.jsonl"
-        if not path.is_file():
-            raise DatasetError(f"Manifest not found: {path}. Pass the .jsonl file or a folder holding "
-                               f"<split>.jsonl as data.root.")
-        self.manifest = path
+        self.manifest = path = manifest_file(self.root, split)
         tags: set[str] = set()
         self.samples = []
         with path.open(encoding="utf-8") as fh:
@@ -70,6 +67,15 @@ class ManifestDataset(ReaderDataset):
         path = self.manifest.parent / record["image"]
         image = load_image(path)
         return item_from_record(record, image, str(path))
+
+
+def manifest_file(root: Path, split: str) -> Path:
+    """``root`` itself when it is a ``.jsonl`` file, else ``root/<split>.jsonl``; raises when missing."""
+    path = root if root.suffix == ".jsonl" else root / f"{split}.jsonl"
+    if not path.is_file():
+        raise DatasetError(f"Manifest not found: {path}. Pass the .jsonl file or a folder holding "
+                           f"<split>.jsonl as data.root.")
+    return path
 
 
 def item_from_record(record: dict, image: torch.Tensor, path: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..data._base import ReaderDataset
 from ..data._images import BadSampleError, DatasetError, load_image
-from ..data.manifest import item_from_record
+from ..data.manifest import item_from_record, manifest_file
 from ..registry import DATASETS
 
 __all__ = ["item_from_record", "parse_line", "StreamingManifest", "LazyManifest", "stream_position"]
@@ -153,10 +153,7 @@ class LazyManifest(ReaderDataset):
 
     def __init__(self, root, split, transform=None, skip_bad=False, num_classes=None, limit=None):
         super().__init__(root, split, transform, skip_bad, limit)
-        path = self.root if self.root.suffix == ".jsonl" else self.root / f"{split}.jsonl"
-        if not path.is_file():
-            raise DatasetError(f"Manifest not found: {path}. Pass the .jsonl file or a folder holding "
-                               f"<split>.jsonl as data.root.")
+        path = manifest_file(self.root, split)
         if num_classes is not None:
             raise DatasetError("manifest_lazy has no class list; drop data.num_classes.")
         self.manifest = path
