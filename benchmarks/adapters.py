@@ -16,9 +16,9 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
+from _timing import device, synced
 from torch import nn
 
 from umgkit.adapters import apply_adapter, merge_adapter, parameter_report
@@ -29,16 +29,6 @@ ADAPTER_OPTIONS = {
     "full": {}, "frozen": {}, "lora": {"rank": 8}, "lora_qv": {"rank": 8}, "adaptformer": {"bottleneck": 8},
     "adapter": {"bottleneck": 8}, "vpt": {"num_tokens": 10, "deep": True}, "bitfit": {}, "ssf": {},
 }
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def synced() -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter()
 
 
 def measure_training(args: argparse.Namespace, name: str) -> dict:

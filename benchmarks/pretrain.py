@@ -21,9 +21,9 @@ import argparse
 import json
 import platform
 import statistics
-import time
 
 import torch
+from _timing import device, synced
 
 from umgkit.backbones import create_backbone
 from umgkit.pretrain.model import PretrainModel
@@ -31,16 +31,6 @@ from umgkit.pretrain.task import PretrainTask
 
 COLOURS = ("red", "green", "blue", "white", "yellow", "pink", "purple", "orange")
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring", "diamond", "hexagon")
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def synced() -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter()
 
 
 def make_batch(n: int, size: int, dev: torch.device, regions: int = 3) -> dict:

@@ -29,20 +29,14 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from _timing import synced
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 RANK, ALPHA, NUM_CLASSES = 8, 8.0, 10
-
-
-def synced() -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter()
 
 
 def reset_peak() -> None:
