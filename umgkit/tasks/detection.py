@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
@@ -172,7 +171,7 @@ class DetectionTask:
     def visualise(self, model: nn.Module, batch: dict, out_dir: Path) -> list[Path]:
         """``detection_<i>.png`` per sample (up to ``num_vis``): ground truth | predictions (score >=
         ``vis_score``, with masks when the model has a mask branch), labelled with class names."""
-        from ..vis import draw_boxes, overlay_labels, save_grid
+        from ..vis import draw_boxes, overlay_labels, save_grid, to_rgb
 
         sizes = self._sizes(batch)
         detections = model(batch["image"], original_sizes=sizes)
@@ -180,7 +179,7 @@ class DetectionTask:
         for i, (det, size) in enumerate(zip(detections, sizes, strict=True)):
             if i >= self.opts["num_vis"]:
                 break
-            rgb = self._to_rgb(batch["image"][i], size)
+            rgb = to_rgb(batch["image"][i], self.image_mean, self.image_std, size)
             gt_labels = batch["labels"][i].tolist()
             gt = draw_boxes(rgb, batch["boxes"][i].tolist(), [self.class_names[c] for c in gt_labels],
                             colours=gt_labels)
@@ -202,12 +201,6 @@ class DetectionTask:
         names = getattr(self.model.head, "class_names", None) or self.class_names
         return names[label] if label < len(names) else str(label)
 
-    def _to_rgb(self, image: torch.Tensor, size: tuple[int, int]):
-        mean = torch.tensor(self.image_mean, device=image.device)[:, None, None]
-        std = torch.tensor(self.image_std, device=image.device)[:, None, None]
-        pic = (image.float() * std + mean).clamp(0, 1)[None]
-        pic = F.interpolate(pic, size=size, mode="bilinear", align_corners=False)[0]
-        return (pic.permute(1, 2, 0) * 255).round().byte().cpu().numpy()
 
 
 def _check(opts: dict[str, Any]) -> None:

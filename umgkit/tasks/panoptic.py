@@ -19,7 +19,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torchvision.transforms import v2
@@ -207,7 +206,7 @@ class PanopticTask:
     def visualise(self, model: nn.Module, batch: dict, out_dir: Path) -> list[Path]:
         """``panoptic_<i>.png`` per sample (up to ``num_vis``): image | ground truth | prediction, one colour
         per segment (segments of one class share a hue family), VOID black."""
-        from ..vis import panoptic_colours, save_grid
+        from ..vis import panoptic_colours, save_grid, to_rgb
 
         model = self._eval_names(model)
         paths = []
@@ -219,7 +218,7 @@ class PanopticTask:
                 gt_ids, gt_segments, _ = self._ground_truth(batch, i, size, masks.device)
                 gt_cats = {s["id"]: s["category_id"] + 1 for s in gt_segments}
                 cats = {s["id"]: s["category_id"] + 1 for s in segments}
-                tiles = [self._to_rgb(batch["image"][i], size),
+                tiles = [to_rgb(batch["image"][i], self.image_mean, self.image_std, size),
                          panoptic_colours(gt_ids.cpu().numpy(), gt_cats),
                          panoptic_colours(ids.cpu().numpy(), cats)]
                 paths.append(save_grid(tiles, Path(out_dir) / f"panoptic_{i}.png", columns=3,
@@ -229,12 +228,6 @@ class PanopticTask:
             self._restore_names(model)
         return paths
 
-    def _to_rgb(self, image: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-        mean = torch.tensor(self.image_mean, device=image.device)[:, None, None]
-        std = torch.tensor(self.image_std, device=image.device)[:, None, None]
-        pic = (image.float() * std + mean).clamp(0, 1)[None]
-        pic = torch.nn.functional.interpolate(pic, size=size, mode="bilinear", align_corners=False)[0]
-        return (pic.permute(1, 2, 0) * 255).round().byte().cpu().numpy()
 
 
 def _plain(value):

@@ -178,7 +178,7 @@ class SemanticTask:
     # ------------------------------------------------------------------ pictures
     def visualise(self, model: nn.Module, batch: dict, out_dir: Path) -> list[Path]:
         """``semantic_<i>.png`` per sample (up to ``num_vis``): image | ground truth | prediction overlays."""
-        from ..vis import overlay_labels, save_grid
+        from ..vis import overlay_labels, save_grid, to_rgb
 
         model = self._eval_names(model)
         paths = []
@@ -189,7 +189,7 @@ class SemanticTask:
                         break
                     size = tuple(label.shape[-2:])
                     pred = self.predict(model, image[j:j + 1], size).argmax(1)[0].cpu().numpy()
-                    rgb = self._to_rgb(image[j], size)
+                    rgb = to_rgb(image[j], self.image_mean, self.image_std, size)
                     gt = label[j].cpu().numpy()
                     tiles = [rgb, overlay_labels(rgb, gt), overlay_labels(rgb, pred)]
                     paths.append(save_grid(tiles, Path(out_dir) / f"semantic_{len(paths)}.png", columns=3,
@@ -200,12 +200,6 @@ class SemanticTask:
                 model.set_class_names(self.train_names)
         return paths
 
-    def _to_rgb(self, image: torch.Tensor, size: tuple[int, int]):
-        mean = torch.tensor(self.image_mean, device=image.device)[:, None, None]
-        std = torch.tensor(self.image_std, device=image.device)[:, None, None]
-        pic = (image.float() * std + mean).clamp(0, 1)[None]
-        pic = F.interpolate(pic, size=size, mode="bilinear", align_corners=False)[0]
-        return (pic.permute(1, 2, 0) * 255).round().byte().cpu().numpy()
 
 
 def _first(value) -> int:

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-__all__ = ["colour_for", "draw_boxes", "overlay_labels", "panoptic_colours", "save_grid"]
+__all__ = ["colour_for", "draw_boxes", "overlay_labels", "panoptic_colours", "save_grid", "to_rgb"]
 
 IGNORE = 255
 
@@ -89,3 +91,14 @@ def save_grid(images: Sequence[np.ndarray], path: str | Path, columns: int = 4, 
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
     return path
+
+
+def to_rgb(image: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+           size: tuple[int, int]) -> np.ndarray:
+    """A normalised model input ``(3, h, w)`` back to uint8 RGB ``(H, W, 3)`` at ``size``, for overlays
+    drawn at the resolution of the labels."""
+    m = torch.tensor(mean, device=image.device)[:, None, None]
+    s = torch.tensor(std, device=image.device)[:, None, None]
+    pic = (image.float() * s + m).clamp(0, 1)[None]
+    pic = F.interpolate(pic, size=size, mode="bilinear", align_corners=False)[0]
+    return (pic.permute(1, 2, 0) * 255).round().byte().cpu().numpy()
