@@ -81,3 +81,24 @@ def test_cli_prints_three_zero_shot_figures(tiny_world, tmp_path, capsys):
                                                   "zero-shot segmentation mIoU"]
     assert create_backbone(f"umg:{tmp_path / 'cli' / 'backbone'}").embed_dim == 128
     assert (tmp_path / "cli" / "zeroshot.json").is_file()
+
+
+def test_pretraining_starts_from_an_open_clip_file(tiny_world, tmp_path):
+    open_clip = pytest.importorskip("open_clip")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    oc = open_clip.model.CLIP(  # umg:tiny's sizes
+        embed_dim=128,
+        vision_cfg={"image_size": 64, "patch_size": 8, "width": 128, "layers": 4, "head_width": 32},
+        text_cfg={"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 4})
+    file = tmp_path / "open_clip.safetensors"
+    save_file({k: v.contiguous() for k, v in oc.state_dict().items()}, str(file))
+    cfg = _cfg(tmp_path, tiny_world, "init", [f"model.pretrained={file}"], max_steps=2)
+    task = build_task(cfg)
+    visual = task.model.backbone.visual
+    assert torch.equal(visual.patch_embed.weight, oc.visual.conv1.weight)
+    assert torch.equal(visual.norm_pre.weight, oc.visual.ln_pre.weight)
+    start = visual.blocks[0].attn.qkv.weight.detach().clone()
+    Trainer(task, cfg).fit()
+    assert not torch.equal(visual.blocks[0].attn.qkv.weight, start)  # the file's weights are trained on

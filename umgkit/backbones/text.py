@@ -31,12 +31,12 @@ class TextTransformer(nn.Module):
     """Token ids ``(B, L)`` -> ``(B, D)`` unnormalised text embeddings (EOT token, final norm, projection)."""
 
     def __init__(self, *, context_length: int, vocab_size: int, width: int, layers: int, heads: int,
-                 mlp_dim: int, embed_dim: int) -> None:
+                 mlp_dim: int, embed_dim: int, act: str = "gelu") -> None:
         super().__init__()
         self.context_length = context_length
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(torch.zeros(context_length, width))
-        self.blocks = nn.ModuleList([Block(width, heads, mlp_dim) for _ in range(layers)])
+        self.blocks = nn.ModuleList([Block(width, heads, mlp_dim, act) for _ in range(layers)])
         self.norm = nn.LayerNorm(width)
         self.proj = nn.Linear(width, embed_dim, bias=False)
         causal = torch.full((context_length, context_length), float("-inf")).triu_(1)

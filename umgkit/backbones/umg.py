@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from copy import deepcopy
 from pathlib import Path
 
 import torch
@@ -23,14 +24,16 @@ from ..registry import BACKBONES
 from .base import Backbone
 from .text import TextTransformer
 from .umg_configs import UMG_CONFIGS, get_umg_config
+from .umg_weights import TIMM_KEPT_FRESH, read_state_dict, to_umg, weights_format
 from .vit import VisionTransformer, init_weights
 
-__all__ = ["UMGBackbone", "save_umg_checkpoint", "load_umg_checkpoint", "build_umg"]
+__all__ = ["UMGBackbone", "save_umg_checkpoint", "load_umg_checkpoint", "build_umg", "umg_from_weights"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
 _FORMAT = "umgkit.umg"
+QUICKGELU_SUFFIX = "-quickgelu"
 
 
 class UMGBackbone(Backbone):
@@ -45,8 +48,9 @@ class UMGBackbone(Backbone):
                          num_layers=v["layers"], has_text=True, image_size=(v["image_size"],) * 2,
                          image_mean=CLIP_MEAN, image_std=CLIP_STD)
         self.config = config
-        self.visual = VisionTransformer(**v, embed_dim=d)
-        self.text = TextTransformer(**t, embed_dim=d)
+        act = config.get("act", "gelu")
+        self.visual = VisionTransformer(**v, embed_dim=d, act=act)
+        self.text = TextTransformer(**t, embed_dim=d, act=act)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         if init:  # skipped when a checkpoint overwrites every weight anyway
             init_weights(self.visual)
@@ -125,20 +129,61 @@ def _load_weights(model: UMGBackbone, file: Path) -> None:
                          f"unexpected keys {unexpected[:5]}.")
 
 
-@BACKBONES.register("umg:", doc="umgkit's dual encoder: umg:<tiny|tiny_conv|small|base16|large14> or "
-                                "umg:/ckpt/dir")
+def umg_from_weights(config: dict, file: str | os.PathLike, *, name: str) -> UMGBackbone:
+    """Build architecture ``config`` and load ``file``: umg, open_clip or timm weights (`umg_weights`).
+
+    Every given tensor must fit the architecture's shape; a timm file leaves the text tower, the image
+    projection and the temperature freshly initialised, the other formats must give every weight.
+    """
+    path = Path(file)
+    state = read_state_dict(path / WEIGHTS_NAME if path.is_dir() else path)
+    fmt = weights_format(state)
+    if fmt is None:
+        raise ValueError(f"{file}: keys like {sorted(state)[:3]} are neither umg, open_clip (visual.conv1, "
+                         "visual.transformer.resblocks.N) nor timm ViT (patch_embed.proj, blocks.N) weights.")
+    state = to_umg(state, fmt)
+    config = deepcopy(config)
+    if "visual.norm_pre.weight" in state:
+        config["vision"]["pre_norm"] = True
+    model = UMGBackbone(config, name=name, init=fmt == "timm")
+    expected = model.state_dict()
+    for key, value in state.items():
+        if key not in expected:
+            raise ValueError(f"{file} ({fmt}): {key} has no place in the umg architecture ({len(expected)} "
+                             "weights); is the file a different model family?")
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise ValueError(f"{file} ({fmt}): {key} has shape {tuple(value.shape)}, {name} expects "
+                             f"{tuple(expected[key].shape)}; pick the umg architecture with the file's sizes "
+                             f"({', '.join(UMG_CONFIGS)}; umg:base16 is ViT-B/16, umg:large14 ViT-L/14).")
+    missing = [k for k in expected if k not in state
+               and not (fmt == "timm" and k.startswith(TIMM_KEPT_FRESH))]
+    if missing:
+        raise ValueError(f"{file} ({fmt}) lacks {len(missing)} weights of {name}, e.g. {missing[:4]}.")
+    model.load_state_dict(state, strict=False)
+    return model
+
+
+@BACKBONES.register("umg:", doc="umgkit's dual encoder: umg:<tiny|tiny_conv|small|base16|large14>"
+                                "[-quickgelu] or umg:/ckpt/dir")
 def build_umg(name: str, pretrained: str | None = None) -> UMGBackbone:
-    """``name`` is an architecture (random init, or ``pretrained`` = a ``.safetensors`` state dict /
-    checkpoint dir) or a checkpoint path written by `save_umg_checkpoint`."""
-    if name in UMG_CONFIGS:
-        model = UMGBackbone(get_umg_config(name), name=f"umg:{name}", init=not pretrained)
+    """``name`` is an architecture (random init, or ``pretrained`` = a umg / open_clip / timm weights file or
+    a umg checkpoint dir) or a checkpoint path written by `save_umg_checkpoint`.
+
+    An architecture name ending in ``-quickgelu`` uses QuickGELU MLPs, as open_clip's ``-quickgelu``
+    models (OpenAI's CLIP weights) do.
+    """
+    arch = name.removesuffix(QUICKGELU_SUFFIX)
+    if arch in UMG_CONFIGS:
+        config = get_umg_config(arch)
+        if arch != name:
+            config["act"] = "quick_gelu"
         if pretrained:
-            p = Path(pretrained)
-            _load_weights(model, p / WEIGHTS_NAME if p.is_dir() else p)
-        return model
+            return umg_from_weights(config, pretrained, name=f"umg:{name}")
+        return UMGBackbone(config, name=f"umg:{name}")
     if Path(name).exists():
         if pretrained:
             raise ValueError(f"umg:{name} is a checkpoint already; drop pretrained={pretrained!r}.")
         return load_umg_checkpoint(name)
-    raise KeyError(f"umg:{name} is neither an architecture ({', '.join(UMG_CONFIGS)}) nor an existing "
-                   "checkpoint path (a directory written by save_umg_checkpoint).")
+    raise KeyError(f"umg:{name} is neither an architecture ({', '.join(UMG_CONFIGS)}, optionally with "
+                   f"{QUICKGELU_SUFFIX!r}) nor an existing checkpoint path (a directory written by "
+                   "save_umg_checkpoint).")

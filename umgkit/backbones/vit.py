@@ -4,8 +4,9 @@ Block layout (same attribute names as timm's ``VisionTransformer``)::
 
     blocks[i].norm1, .attn.qkv (fused Linear(C, 3C)), .attn.proj, .norm2, .mlp.fc1, .mlp.fc2
 
-Pre-norm residual blocks, GELU MLP, ``F.scaled_dot_product_attention``. The same `Block` runs the text
-tower, which passes a causal ``attn_mask``.
+Pre-norm residual blocks, GELU MLP (or QuickGELU, as OpenAI's CLIP weights need), and
+``F.scaled_dot_product_attention``. The same `Block` runs the text tower, which passes a causal
+``attn_mask``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,18 @@ from torch import nn
 
 from ._pos_embed import resample_pos_embed
 
-__all__ = ["Attention", "Mlp", "Block", "VisionTransformer", "conv_stem", "init_weights", "STEMS"]
+__all__ = ["ACTIVATIONS", "Attention", "Mlp", "Block", "QuickGELU", "VisionTransformer", "conv_stem",
+           "init_weights", "STEMS"]
 
 STEMS = ("patch", "conv")
+ACTIVATIONS = ("gelu", "quick_gelu")
+
+
+class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)``: the GELU approximation OpenAI's CLIP models were trained with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
 
 
 class Attention(nn.Module):
@@ -42,10 +52,12 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    def __init__(self, width: int, hidden: int) -> None:
+    def __init__(self, width: int, hidden: int, act: str = "gelu") -> None:
         super().__init__()
+        if act not in ACTIVATIONS:
+            raise ValueError(f"activation {act!r}; choose one of {ACTIVATIONS}.")
         self.fc1 = nn.Linear(width, hidden)
-        self.act = nn.GELU()
+        self.act = nn.GELU() if act == "gelu" else QuickGELU()
         self.fc2 = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,12 +67,12 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``."""
 
-    def __init__(self, width: int, heads: int, mlp_dim: int) -> None:
+    def __init__(self, width: int, heads: int, mlp_dim: int, act: str = "gelu") -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(width)
         self.attn = Attention(width, heads)
         self.norm2 = nn.LayerNorm(width)
-        self.mlp = Mlp(width, mlp_dim)
+        self.mlp = Mlp(width, mlp_dim, act)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), attn_mask=attn_mask)
@@ -90,7 +102,8 @@ def conv_stem(width: int, patch_size: int) -> nn.Sequential:
 
 class VisionTransformer(nn.Module):
     """Image tower: patch embedding (one patchify conv, or `conv_stem`), class token, learned position
-    embeddings, blocks, final norm, projection.
+    embeddings, an optional LayerNorm before the blocks (``pre_norm``: open_clip's ``ln_pre``, timm's
+    ``norm_pre``, so their weights load exactly), blocks, final norm, projection.
 
     ``embed(images)`` returns the tokens entering the first block ``(B, 1 + h*w, C)`` with position
     embeddings resampled (bicubic) when the grid differs from ``image_size // patch_size``; ``proj`` maps
@@ -100,7 +113,8 @@ class VisionTransformer(nn.Module):
     num_prefix_tokens = 1
 
     def __init__(self, *, image_size: int, patch_size: int, width: int, layers: int, heads: int,
-                 mlp_dim: int, embed_dim: int, stem: str = "patch") -> None:
+                 mlp_dim: int, embed_dim: int, stem: str = "patch", pre_norm: bool = False,
+                 act: str = "gelu") -> None:
         super().__init__()
         self.patch_size = patch_size
         self.grid_size = (image_size // patch_size, image_size // patch_size)
@@ -110,7 +124,9 @@ class VisionTransformer(nn.Module):
                             else conv_stem(width, patch_size))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid_size[0] * self.grid_size[1], width))
-        self.blocks = nn.ModuleList([Block(width, heads, mlp_dim) for _ in range(layers)])
+        if pre_norm:  # only then a module, so checkpoints without it keep their keys
+            self.norm_pre = nn.LayerNorm(width)
+        self.blocks = nn.ModuleList([Block(width, heads, mlp_dim, act) for _ in range(layers)])
         self.norm = nn.LayerNorm(width)
         self.proj = nn.Linear(width, embed_dim, bias=False)
 
@@ -120,7 +136,10 @@ class VisionTransformer(nn.Module):
         x = x.flatten(2).transpose(1, 2)  # (B, h*w, C)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
         pos = resample_pos_embed(self.pos_embed, self.grid_size, grid, self.num_prefix_tokens)
-        return x + pos.to(x.dtype), grid
+        x = x + pos.to(x.dtype)
+        if hasattr(self, "norm_pre"):
+            x = self.norm_pre(x)
+        return x, grid
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
