@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from backbone_cases import build, images
 from safetensors.torch import save_file
 
@@ -129,3 +130,29 @@ def test_unknown_names():
         create_backbone("timm:vit_nope")
     with pytest.raises(KeyError, match="Unknown backbone"):
         create_backbone("nope:thing")
+
+
+def test_mean_pool_embeds_the_average_patch_token():
+    model = build("umg_conv").eval()
+    assert model.visual.pool == "mean"
+    x = images((64, 64), batch=2)
+    with torch.no_grad():
+        patches = model.forward_tokens(x)[:, 1:]
+        expected = F.normalize(model.project(patches.mean(dim=1)), dim=-1)
+        assert torch.allclose(model.encode_image(x), expected, atol=1e-6)
+        cls = F.normalize(model.project(model.forward_tokens(x)[:, 0]), dim=-1)
+        assert not torch.allclose(model.encode_image(x), cls, atol=1e-3)
+    with pytest.raises(ValueError, match="vision pool 'max'"):
+        from umgkit.backbones.vit import VisionTransformer
+
+        VisionTransformer(image_size=64, patch_size=8, width=32, layers=1, heads=2, mlp_dim=64, embed_dim=16,
+                          pool="max")
+
+
+def test_conv_stem_is_he_initialised():
+    from umgkit.backbones.vit import ConvStem
+
+    stem = build("umg_conv").visual.patch_embed
+    assert isinstance(stem, ConvStem)
+    conv = stem[4]  # 32 -> 64 channels: He (fan_out) std sqrt(2 / (64 * 9)) ~ 0.059, not ViT's 0.02
+    assert abs(float(conv.weight.std()) - (2 / (64 * 9)) ** 0.5) < 0.006

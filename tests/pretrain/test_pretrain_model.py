@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from umgkit.backbones import create_backbone
 from umgkit.pretrain import PretrainModel
@@ -28,12 +29,24 @@ def test_reduction_gives_full_grid_dense_features(model, reduction):
     pix = out["pixel"].flatten(2).transpose(1, 2)  # (B, 64, D)
     best = (pix @ out["patch"].transpose(1, 2)).max(dim=2).values.detach()  # cosine to the closest token
     assert float(best.min()) > 1 - 1e-5
+    # mean pooling averages the full grid, so a merged token weighs as many cells as it covers
+    bb = model.backbone
+    bb.visual.pool = "mean"
+    torch.manual_seed(1)
+    image = model(images, ["a red circle", "a blue star"])["image"]
+    torch.manual_seed(1)
+    _, tokens, fmap, _ = model.image_features(images)
+    assert torch.allclose(image, F.normalize(bb.project(fmap.mean(dim=(2, 3))), dim=-1), atol=1e-5)
+    assert not torch.allclose(image, F.normalize(bb.project(tokens.mean(dim=1)), dim=-1), atol=1e-3)
+    bb.visual.pool = "cls"
     (out["image"].sum() + out["region"].sum() + out["pixel"].sum()).backward()
     assert model.backbone.visual.blocks[0].attn.qkv.weight.grad is not None
 
 
-def test_eval_mode_equals_backbone_methods(model):
-    model.eval()
+@pytest.mark.parametrize("arch", ["tiny", "tiny_conv"])  # class-token and mean pooling
+def test_eval_mode_equals_backbone_methods(arch):
+    torch.manual_seed(0)
+    model = PretrainModel(create_backbone(f"umg:{arch}"), reduction="cluster", keep_ratio=0.25).eval()
     bb = model.backbone
     images = torch.randn(2, 3, 64, 64)
     boxes = [torch.tensor([[4.0, 4.0, 40.0, 30.0]]), torch.tensor([[0.0, 0.0, 64.0, 64.0]])]

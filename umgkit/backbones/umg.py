@@ -71,7 +71,7 @@ class UMGBackbone(Backbone):
         return self.visual.proj(x)
 
     def _pool_image(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self._project(self.final_norm(tokens[:, 0]))  # class token
+        return self._project(self.final_norm(self.visual.pool_tokens(tokens[:, 0], tokens[:, 1:])))
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         """``(B, context_length)`` int64 token ids."""

@@ -19,10 +19,11 @@ from torch import nn
 
 from ._pos_embed import resample_pos_embed
 
-__all__ = ["ACTIVATIONS", "Attention", "Mlp", "Block", "QuickGELU", "VisionTransformer", "conv_stem",
-           "init_weights", "STEMS"]
+__all__ = ["ACTIVATIONS", "Attention", "Mlp", "Block", "ConvStem", "QuickGELU", "VisionTransformer",
+           "init_weights", "POOLS", "STEMS"]
 
 STEMS = ("patch", "conv")
+POOLS = ("cls", "mean")
 ACTIVATIONS = ("gelu", "quick_gelu")
 
 
@@ -79,31 +80,43 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def conv_stem(width: int, patch_size: int) -> nn.Sequential:
-    """Stride-2 3x3 convolutions (channels doubling up to ``width``) and a 1x1 conv to ``width``.
+class ConvStem(nn.Sequential):
+    """A small VGG-style CNN in place of the patchify conv (``stem: conv``), for towers trained from scratch.
 
-    Replaces the one patchify conv in small towers trained from scratch: each token then sees its
-    patch and its neighbours through a few nonlinear layers, so local shape is in the token before
-    attention has learned anything (Xiao et al., 2021, "Early convolutions help transformers see better").
+    ``log2(patch_size)`` stages of 3x3 conv (stride 1) + BatchNorm + ReLU + 2x2 max-pool, channels
+    doubling up to ``width``, then a 3x3 conv + BatchNorm + ReLU at the token grid. Each token then holds
+    its patch's local shape, seen at full resolution through several nonlinear layers, before attention
+    has learned anything: with one patchify conv (or strided convs, as in Xiao et al., 2021, "Early
+    convolutions help transformers see better") a 64 px tiny tower learnt the synthetic world's shapes
+    several times more slowly. Convs are He-initialised (`init_weights`), as CNNs are.
     """
-    steps = int(math.log2(patch_size))
-    if 2 ** steps != patch_size or steps < 1:
-        raise ValueError(f"stem 'conv' needs a power-of-two patch_size, got {patch_size}; use stem 'patch'.")
-    layers: list[nn.Module] = []
-    channels = 3
-    for k in range(steps):
-        out = max(width // 2 ** (steps - 1 - k), 16)
-        layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out),
-                   nn.ReLU()]
-        channels = out
-    layers.append(nn.Conv2d(channels, width, kernel_size=1))
-    return nn.Sequential(*layers)
+
+    def __init__(self, width: int, patch_size: int) -> None:
+        steps = int(math.log2(patch_size))
+        if 2 ** steps != patch_size or steps < 1:
+            raise ValueError(f"stem 'conv' needs a power-of-two patch_size, got {patch_size}; use stem "
+                             "'patch'.")
+        layers: list[nn.Module] = []
+        channels = 3
+        for k in range(steps):
+            out = max(width // 2 ** (steps - 1 - k), 16)
+            layers += [*_conv_bn_relu(channels, out), nn.MaxPool2d(2)]
+            channels = out
+        super().__init__(*layers, *_conv_bn_relu(channels, width))
+
+
+def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
 
 class VisionTransformer(nn.Module):
-    """Image tower: patch embedding (one patchify conv, or `conv_stem`), class token, learned position
+    """Image tower: patch embedding (one patchify conv, or `ConvStem`), class token, learned position
     embeddings, an optional LayerNorm before the blocks (``pre_norm``: open_clip's ``ln_pre``, timm's
     ``norm_pre``, so their weights load exactly), blocks, final norm, projection.
+
+    ``pool`` says which token(s) give the image embedding: ``cls`` (CLIP) or ``mean`` of the patch tokens
+    (timm's ``global_pool='avg'``; learns faster from scratch on small data, and it is the average of the
+    very features that region and pixel embeddings are made of).
 
     ``embed(images)`` returns the tokens entering the first block ``(B, 1 + h*w, C)`` with position
     embeddings resampled (bicubic) when the grid differs from ``image_size // patch_size``; ``proj`` maps
@@ -114,14 +127,17 @@ class VisionTransformer(nn.Module):
 
     def __init__(self, *, image_size: int, patch_size: int, width: int, layers: int, heads: int,
                  mlp_dim: int, embed_dim: int, stem: str = "patch", pre_norm: bool = False,
-                 act: str = "gelu") -> None:
+                 act: str = "gelu", pool: str = "cls") -> None:
         super().__init__()
         self.patch_size = patch_size
         self.grid_size = (image_size // patch_size, image_size // patch_size)
         if stem not in STEMS:
             raise ValueError(f"vision stem {stem!r}; choose one of {STEMS}.")
+        if pool not in POOLS:
+            raise ValueError(f"vision pool {pool!r}; choose one of {POOLS}.")
+        self.pool = pool
         self.patch_embed = (nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size) if stem == "patch"
-                            else conv_stem(width, patch_size))
+                            else ConvStem(width, patch_size))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid_size[0] * self.grid_size[1], width))
         if pre_norm:  # only then a module, so checkpoints without it keep their keys
@@ -141,11 +157,20 @@ class VisionTransformer(nn.Module):
             x = self.norm_pre(x)
         return x, grid
 
+    def pool_tokens(self, cls: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """Pre-norm image vector ``(B, C)`` from the class token ``(B, C)`` and patch tokens ``(B, N, C)``."""
+        return cls if self.pool == "cls" else patches.mean(dim=1)
+
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
-    """Truncated-normal linear / embedding weights, zero biases, unit norms (ViT / CLIP practice)."""
+    """Truncated-normal linear / embedding weights, zero biases, unit norms (ViT / CLIP practice); He
+    initialisation inside a `ConvStem` (its convs feed BatchNorm and ReLU, as in a CNN)."""
+    stem_convs = {id(c) for stem in module.modules() if isinstance(stem, ConvStem)
+                  for c in stem.modules() if isinstance(c, nn.Conv2d)}
     for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
+        if id(m) in stem_convs:
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.trunc_normal_(m.weight, std=std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

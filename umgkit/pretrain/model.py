@@ -139,7 +139,8 @@ class PretrainModel(nn.Module):
         bb = self.backbone
         cls, tokens, fmap, grid = self.image_features(images)
         out: dict = {"logit_scale": bb.logit_scale, "scales": dict(self.scales.items()), "grid": grid}
-        out["image"] = F.normalize(bb.project(cls), dim=-1)
+        pooled_image = bb.visual.pool_tokens(cls, fmap.flatten(2).transpose(1, 2))  # reduced: as merged
+        out["image"] = F.normalize(bb.project(pooled_image), dim=-1)
         out["patch"] = F.normalize(bb.project(tokens), dim=-1)  # (B, M, D)
         pix = F.normalize(bb.project(fmap.flatten(2).transpose(1, 2)), dim=-1)  # (B, N, D)
         out["pixel"] = pix.transpose(1, 2).reshape(pix.shape[0], pix.shape[2], grid[0], grid[1])
