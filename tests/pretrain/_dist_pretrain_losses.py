@@ -18,6 +18,8 @@ CASES = [
     {"name": "image_text", "kind": "image", "sizes": [4, 4], "seed": 0},
     {"name": "regions_unequal", "kind": "region", "sizes": [3, 5], "seed": 1},
     {"name": "regions_one_empty", "kind": "region", "sizes": [0, 4], "seed": 2},
+    {"name": "regions_described", "kind": "region", "sizes": [3, 5], "seed": 3, "describes": True},
+    {"name": "regions_described_one_empty", "kind": "region", "sizes": [0, 4], "seed": 4, "describes": True},
 ]
 
 
@@ -27,8 +29,15 @@ def make_batch(case: dict) -> dict:
     n = sum(case["sizes"])
     a = F.normalize(torch.randn(n, 6, generator=g), dim=1)
     b = F.normalize(torch.randn(n, 6, generator=g), dim=1)
-    ids = caption_hash_ids([f"a shape of kind {i % 3}" for i in range(n)])  # repeats across ranks
-    return {"a": a, "b": b, "scale": torch.tensor(1.3), "ids": ids}
+    captions = [f"a shape of kind {i % 3}" for i in range(n)]  # repeats across ranks
+    ids = caption_hash_ids(captions)
+    # captions true of each row: its own, "a shape" for even rows (a coarser caption some rows are drawn
+    # with), padded by repeating the own id (rank 0 drops that padding column to test widening)
+    describes = torch.stack([caption_hash_ids([c, "a shape" if i % 2 == 0 else c, c])
+                             for i, c in enumerate(captions)])
+    ids[1::4] = caption_hash_ids(["a shape"])  # rows 1, 5, ... were drawn as "a shape"
+    describes[1::4, 1] = ids[1::4]
+    return {"a": a, "b": b, "scale": torch.tensor(1.3), "ids": ids, "describes": describes}
 
 
 def run_case(case: dict, rank: int) -> dict:
@@ -41,7 +50,10 @@ def run_case(case: dict, rank: int) -> dict:
     if case["kind"] == "image":
         loss = image_text_loss(a, b, scale, gather=True)
     else:
-        loss = region_text_loss(a, b, scale, caption_ids=batch["ids"][rows], gather=True)
+        describes = batch["describes"][rows] if case.get("describes") else None
+        if describes is not None and rank == 0:
+            describes = describes[:, :2]  # narrower rows than rank 1's: the loss widens them
+        loss = region_text_loss(a, b, scale, caption_ids=batch["ids"][rows], describes=describes, gather=True)
     loss.backward()
     return {"loss": loss.item(), "a": a.grad.tolist(), "b": b.grad.tolist(), "scale": scale.grad.item()}
 

@@ -68,6 +68,28 @@ def test_region_text_repeated_captions_are_positives():
     assert region_text_loss(r, t, 0.0).item() > expected + 0.1
 
 
+def test_region_text_captions_true_of_a_region_are_its_positives():
+    # R0 a red circle drawn as "a red circle" (text e0), R1 a blue circle drawn as "a circle" (text e1)
+    r, t = E[[0, 1], :2], E[[0, 1], :2]
+    ids = caption_hash_ids(["a red circle", "a circle"])
+    describes = torch.stack([caption_hash_ids(["a red circle", "a circle"]),
+                             caption_hash_ids(["a circle", "a blue circle"])])
+    # r2t: R0 has both texts as positives and no negative -> 0; R1 vs negative "a red circle" -> log(1 + 1/e)
+    # t2r: "a red circle" vs negative R1 -> log(1 + 1/e); "a circle" is true of both regions -> 0
+    expected = 0.5 * math.log1p(1 / math.e)
+    got = region_text_loss(r, t, 0.0, caption_ids=ids, describes=describes)
+    assert got.item() == pytest.approx(expected, abs=1e-6)
+    # with equal-caption positives only, "a circle" would be a negative of the red circle: twice the loss
+    assert region_text_loss(r, t, 0.0, caption_ids=ids).item() == pytest.approx(2 * expected, abs=1e-6)
+    # a row that is only its own id is the equal-caption rule again
+    alone = region_text_loss(r, t, 0.0, caption_ids=ids, describes=ids[:, None])
+    assert alone.item() == pytest.approx(2 * expected, abs=1e-6)
+    with pytest.raises(ValueError, match="own caption id"):
+        region_text_loss(r, t, 0.0, caption_ids=ids, describes=describes[[1, 0]])
+    with pytest.raises(ValueError, match="needs caption_ids"):
+        region_text_loss(r, t, 0.0, describes=describes)
+
+
 def test_region_text_zero_regions_gives_connected_zero():
     r = torch.zeros(0, 4, requires_grad=True)
     scale = torch.tensor(1.0, requires_grad=True)
@@ -298,7 +320,8 @@ def test_two_processes_match_single_process(tmp_path):
         if case["kind"] == "image":
             loss = image_text_loss(leaves["a"], leaves["b"], leaves["scale"])
         else:
-            loss = region_text_loss(leaves["a"], leaves["b"], leaves["scale"], caption_ids=batch["ids"])
+            loss = region_text_loss(leaves["a"], leaves["b"], leaves["scale"], caption_ids=batch["ids"],
+                                    describes=batch["describes"] if case.get("describes") else None)
         loss.backward()
         got = [r[case["name"]] for r in ranks]
         # mean of the per-process losses == the single-process loss on the whole batch

@@ -102,3 +102,15 @@ def test_pretraining_starts_from_an_open_clip_file(tiny_world, tmp_path):
     start = visual.blocks[0].attn.qkv.weight.detach().clone()
     Trainer(task, cfg).fit()
     assert not torch.equal(visual.blocks[0].attn.qkv.weight, start)  # the file's weights are trained on
+
+
+def test_region_describes_lists_every_true_caption():
+    from umgkit.pretrain.losses import caption_hash_ids
+    from umgkit.pretrain.task import region_describes
+
+    batch = {"region_caption_sets": [[["a red circle", "a circle"]], [["grass"], ["a star", "a star"]]]}
+    got = region_describes(batch, ["a circle", "grass", "a star"])
+    assert got.shape == (3, 3)  # drawn caption + up to two alternatives
+    assert torch.equal(got[0], caption_hash_ids(["a circle", "a red circle", "a circle"]))
+    assert torch.equal(got[1], caption_hash_ids(["grass"] * 3))
+    assert region_describes({"caption": ["x"]}, []) is None

@@ -52,7 +52,8 @@ def caption_hash_ids(captions: Sequence[str]) -> torch.Tensor:
 
 
 def region_text_loss(region_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor | float, *,
-                     caption_ids: torch.Tensor | None = None, gather: bool = False) -> torch.Tensor:
+                     caption_ids: torch.Tensor | None = None, describes: torch.Tensor | None = None,
+                     gather: bool = False) -> torch.Tensor:
     """Symmetric region-caption InfoNCE with multi-positive targets.
 
     region_emb (K, D) box-pooled region embeddings; text_emb (K, D) their captions' embeddings; the
@@ -62,6 +63,10 @@ def region_text_loss(region_emb: torch.Tensor, text_emb: torch.Tensor, logit_sca
     contrasted with the negatives only (`_loss_utils.multi_positive_ce`). Without ids every row is its
     own class. When gathering, ids must agree across processes: use `caption_hash_ids`. (With identical
     embeddings for identical captions, plain InfoNCE would cap each duplicate's probability at 1/n.)
+    ``describes`` (K, A) int64, with ``caption_ids``: the ids of every caption that is true of region k
+    (its alternatives, e.g. "a red circle" and "a circle"; pad a row by repeating one of its ids; it must
+    hold the region's own id). Caption j is then a positive of region i whenever it describes region i,
+    so a region drawn as "a red circle" is not a negative of the text "a circle" of another red circle.
 
     Value: ``0.5 * (mean_i l(region_i -> captions) + mean_j l(caption_j -> regions))`` over the K rows
     (the global K when gathering; the local sum is divided by ``K_global / world_size`` so the process mean
@@ -74,6 +79,8 @@ def region_text_loss(region_emb: torch.Tensor, text_emb: torch.Tensor, logit_sca
     if caption_ids is not None and tuple(caption_ids.shape) != (k,):
         raise ValueError(f"region_text_loss: caption_ids has shape {tuple(caption_ids.shape)}, "
                          f"expected ({k},) (one id per region caption).")
+    if describes is not None:
+        _check_describes(describes, caption_ids, k)
     if gather:
         all_regions, offset, sizes = gather_rows(region_emb)
         all_texts, _, _ = gather_rows(text_emb)
@@ -86,13 +93,43 @@ def region_text_loss(region_emb: torch.Tensor, text_emb: torch.Tensor, logit_sca
     else:  # every process joins this collective, also one holding no region
         ids = caption_ids.to(region_emb.device, torch.long)
         all_ids = gather_rows_nograd(ids, sizes) if gather else ids
+    if describes is not None:  # every process joins these collectives too
+        describes = describes.to(region_emb.device, torch.long)
+        all_describes = gather_rows_nograd(_widen(describes, gather), sizes) if gather else describes
     if total == 0 or k == 0:  # keep the gathered tensors in the graph: their backward is a collective
         return zero_loss(all_regions, all_texts, region_emb, text_emb, logit_scale)
-    positives = ids[:, None] == all_ids[None, :]  # (K, K_global)
+    if describes is None:
+        r2t_pos = t2r_pos = ids[:, None] == all_ids[None, :]  # (K, K_global)
+    else:  # region i -> caption j: j's id among i's; caption i -> region j: i's id among j's
+        r2t_pos = (describes[:, :, None] == all_ids[None, None, :]).any(dim=1)
+        t2r_pos = (ids[:, None, None] == all_describes[None, :, :]).any(dim=2)
     scale = inverse_temperature(logit_scale)
-    r2t = multi_positive_ce(scale * region_emb @ all_texts.t(), positives)
-    t2r = multi_positive_ce(scale * text_emb @ all_regions.t(), positives)
+    r2t = multi_positive_ce(scale * region_emb @ all_texts.t(), r2t_pos)
+    t2r = multi_positive_ce(scale * text_emb @ all_regions.t(), t2r_pos)
     return 0.5 * (r2t.sum() + t2r.sum()) * (len(sizes) / total)
+
+
+def _check_describes(describes: torch.Tensor, caption_ids: torch.Tensor | None, k: int) -> None:
+    if caption_ids is None:
+        raise ValueError("region_text_loss: describes needs caption_ids (the id of each region's caption).")
+    if describes.dim() != 2 or describes.shape[0] != k or describes.shape[1] == 0:
+        raise ValueError(f"region_text_loss: describes has shape {tuple(describes.shape)}, expected ({k}, A) "
+                         "with A >= 1 (the ids of every caption true of each region).")
+    ids = caption_ids.to(describes.device)
+    if k and not bool((describes == ids[:, None]).any(dim=1).all()):
+        raise ValueError("region_text_loss: every row of describes must hold that region's own caption id.")
+
+
+def _widen(describes: torch.Tensor, gather: bool) -> torch.Tensor:
+    """Pad rows to the widest A over processes (repeating column 0), so they can be gathered."""
+    if not (gather and distributed_ready()):
+        return describes
+    import torch.distributed as dist
+
+    width = torch.tensor([describes.shape[1]], device=describes.device)
+    dist.all_reduce(width, op=dist.ReduceOp.MAX)
+    extra = int(width) - describes.shape[1]
+    return describes if extra == 0 else torch.cat([describes, describes[:, :1].expand(-1, extra)], dim=1)
 
 
 def region_tag_loss(region_emb: torch.Tensor, tag_text_emb: torch.Tensor, tag_targets: torch.Tensor,

@@ -8,7 +8,8 @@ unique region captions and (with the tag loss) its unique tags. Losses and their
 
 - ``image_text``: symmetric InfoNCE, negatives gathered across processes (``gather``);
 - ``region_text``: RoIAlign-pooled box embeddings vs region captions, identical captions are positives
-  of each other (ids from `caption_hash_ids`, so they agree across processes);
+  of each other (ids from `caption_hash_ids`, so they agree across processes), and so is any caption
+  in a region's ``captions`` list (`region_describes`: "a circle" is true of a red circle too);
 - ``region_tag``: multi-label BCE of region embeddings vs the batch's tag names;
 - ``sparc``: SPARC token-patch loss (patches as the last block saw them: merged tokens under reduction);
 - ``pixel``: MGCA-style pixel pseudo alignment with region captions, restricted to each region's
@@ -114,7 +115,7 @@ class PretrainTask:
         if "region_text" in w:
             terms["region_text"] = L.region_text_loss(
                 out["region"], region_txt, scales["region"], caption_ids=L.caption_hash_ids(region_caps),
-                gather=self.gather)
+                describes=region_describes(batch, region_caps), gather=self.gather)
         if "region_tag" in w:
             rows = [[float(t in ts) for t in tags] for per in batch["region_tags"] for ts in per]
             targets = torch.tensor(rows, device=txt.device).reshape(len(region_caps), len(tags))
@@ -153,6 +154,18 @@ class PretrainTask:
 
     def evaluate(self, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:
         return {}  # zero-shot evaluation runs after training on other datasets (run_pretrain)
+
+
+def region_describes(batch: dict, drawn: list[str]) -> torch.Tensor | None:
+    """``(K, A)`` hash ids of the captions true of each region (its drawn one first, then its caption
+    set, rows padded by repeating the first), or None when the reader gives no caption sets."""
+    if "region_caption_sets" not in batch:
+        return None
+    sets = [caps for per_image in batch["region_caption_sets"] for caps in per_image]
+    rows = [[c, *caps] for c, caps in zip(drawn, sets, strict=True)]
+    width = max((len(r) for r in rows), default=1)
+    ids = [L.caption_hash_ids(r + [r[0]] * (width - len(r))) for r in rows]
+    return torch.stack(ids) if ids else torch.zeros((0, 1), dtype=torch.long)
 
 
 def _draw(captions: list[str]) -> str:
