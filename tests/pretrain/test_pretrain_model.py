@@ -70,3 +70,20 @@ def test_text_tokens_and_trimmed_context(model):
         assert tokens.shape == (2, ids.shape[1], 128)
     out = model(torch.randn(2, 3, 64, 64), texts, want_tokens=True)
     assert out["text_mask"].sum(dim=1).tolist() == [3, 7]  # words only: no start/end/padding tokens
+
+
+def test_length_buckets_compute_what_one_padded_batch_does(model):
+    texts = ["a red circle", "grass", "two blue stars left of a ring on water above sand", "a star",
+             "the largest shape is a yellow hexagon, with three other shapes"]
+    ids = model.text_ids(texts, torch.device("cpu"))
+    with torch.no_grad():
+        ref_tokens, ref_pooled = model.backbone.text.forward_tokens(ids)
+        pooled, tokens = model.encode_texts(ids, want_tokens=True)
+        pooled_only, none = model.encode_texts(ids)
+    assert none is None and tokens.shape == ref_tokens.shape
+    torch.testing.assert_close(pooled, ref_pooled, atol=1e-5, rtol=0)
+    torch.testing.assert_close(pooled_only, ref_pooled, atol=1e-5, rtol=0)
+    lengths = ids.argmax(dim=1) + 1
+    for i, n in enumerate(lengths.tolist()):  # every real token equal; a short one's padding is zero
+        torch.testing.assert_close(tokens[i, :n], ref_tokens[i, :n], atol=1e-5, rtol=0)
+    assert lengths.min() < ids.shape[1] // 2 and float(tokens[0, int(lengths[0]):].abs().sum()) == 0.0

@@ -133,6 +133,35 @@ class PretrainModel(nn.Module):
         length = int(ids.argmax(dim=-1).max()) + 1 if ids.numel() else 1
         return ids[:, :length]
 
+    def encode_texts(self, ids: torch.Tensor, want_tokens: bool = False) -> tuple[torch.Tensor,
+                                                                                  torch.Tensor | None]:
+        """Pooled ``(M, D)`` (and, with ``want_tokens``, per-token ``(M, L, D)``, zero past each bucket's
+        length) text features of ``ids`` ``(M, L)``, run in two length buckets.
+
+        Region captions ("a red circle") are a few tokens long, image captions many: padding both to the
+        longest would spend most of the text tower on padding. Each bucket is cut after its own longest
+        caption, which under the causal mask computes exactly what the full context would.
+        """
+        text = self.backbone.text
+        lengths = ids.argmax(dim=-1) + 1  # end-of-text has the highest id
+        longest = int(lengths.max()) if ids.numel() else 1
+        short = lengths <= (longest + 1) // 2
+        if not bool(short.any()) or bool(short.all()):
+            return text.forward_tokens(ids) if want_tokens else (text(ids), None)
+        pooled = ids.new_zeros((ids.shape[0], text.proj.out_features), dtype=text.proj.weight.dtype)
+        tokens = None
+        for rows in (short.nonzero(as_tuple=True)[0], (~short).nonzero(as_tuple=True)[0]):
+            part = ids[rows, : int(lengths[rows].max())]
+            if want_tokens:
+                tok, pool = text.forward_tokens(part)
+                if tokens is None:
+                    tokens = tok.new_zeros((ids.shape[0], ids.shape[1], tok.shape[2]))
+                tokens = tokens.index_put((rows,), F.pad(tok, (0, 0, 0, ids.shape[1] - tok.shape[1])))
+            else:
+                pool = text(part)
+            pooled = pooled.index_put((rows,), pool.to(pooled.dtype))
+        return pooled, tokens
+
     # -------------------------------------------------------------------------------------- forward
     def forward(self, images: torch.Tensor, texts: list[str], boxes: Sequence[torch.Tensor] | None = None,
                 want_tokens: bool = False) -> dict:
@@ -147,11 +176,9 @@ class PretrainModel(nn.Module):
         if boxes is not None:
             out["region"] = self.region_embeddings(fmap, boxes)
         ids = self.text_ids(list(texts), images.device)
+        pooled, tok = self.encode_texts(ids, want_tokens)
         if want_tokens:
-            tok, pooled = bb.text.forward_tokens(ids)
             out["text_tokens"] = F.normalize(tok, dim=-1)
             out["text_mask"] = text_token_mask(ids, self.sot, self.eot)
-        else:
-            pooled = bb.text(ids)
         out["text"] = F.normalize(pooled, dim=-1)
         return out
