@@ -87,3 +87,9 @@ def test_length_buckets_compute_what_one_padded_batch_does(model):
     for i, n in enumerate(lengths.tolist()):  # every real token equal; a short one's padding is zero
         torch.testing.assert_close(tokens[i, :n], ref_tokens[i, :n], atol=1e-5, rtol=0)
     assert lengths.min() < ids.shape[1] // 2 and float(tokens[0, int(lengths[0]):].abs().sum()) == 0.0
+    same = model.text_ids(["a red circle", "a blue star"], torch.device("cpu"))  # one bucket
+    with torch.no_grad():
+        pooled, tokens = model.encode_texts(same, want_tokens=True)
+        ref_tokens, ref_pooled = model.backbone.text.forward_tokens(same)
+    torch.testing.assert_close(pooled, ref_pooled, atol=0, rtol=0)
+    torch.testing.assert_close(tokens, ref_tokens, atol=0, rtol=0)

@@ -16,7 +16,7 @@ from copy import deepcopy
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from .._io import atomic_write, atomic_write_text
@@ -115,18 +115,7 @@ def load_umg_checkpoint(path: str | os.PathLike, *, name: str | None = None) -> 
     meta = json.loads(cfg_file.read_text())
     if meta.get("format") != _FORMAT or "config" not in meta:
         raise ValueError(f"{cfg_file} is not a umg checkpoint config (expected format '{_FORMAT}').")
-    model = UMGBackbone(meta["config"], name=name or f"umg:{path}", init=False)
-    _load_weights(model, weights)
-    return model
-
-
-def _load_weights(model: UMGBackbone, file: Path) -> None:
-    if file.suffix != ".safetensors":
-        raise ValueError(f"umg weights must be a .safetensors file, got {file}.")
-    missing, unexpected = model.load_state_dict(load_file(str(file)), strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{file} does not match the umg architecture: missing keys {missing[:5]}, "
-                         f"unexpected keys {unexpected[:5]}.")
+    return umg_from_weights(meta["config"], weights, name=name or f"umg:{path}")
 
 
 def umg_from_weights(config: dict, file: str | os.PathLike, *, name: str) -> UMGBackbone:

@@ -146,8 +146,11 @@ class PretrainModel(nn.Module):
         lengths = ids.argmax(dim=-1) + 1  # end-of-text has the highest id
         longest = int(lengths.max()) if ids.numel() else 1
         short = lengths <= (longest + 1) // 2
-        if not bool(short.any()) or bool(short.all()):
-            return text.forward_tokens(ids) if want_tokens else (text(ids), None)
+        if not bool(short.any()) or bool(short.all()):  # one bucket
+            if not want_tokens:
+                return text(ids), None
+            tokens, pooled = text.forward_tokens(ids)
+            return pooled, tokens
         pooled = ids.new_zeros((ids.shape[0], text.proj.out_features), dtype=text.proj.weight.dtype)
         tokens = None
         for rows in (short.nonzero(as_tuple=True)[0], (~short).nonzero(as_tuple=True)[0]):
