@@ -79,3 +79,45 @@ def test_chance_miou_by_hand():
     expected = (30 / (60 + 10) + 10 / (20 + 30)) / 2
     assert chance_miou(matrix) == pytest.approx(expected)
     assert chance_miou(torch.tensor([[5, 0], [0, 5]])) == pytest.approx(1 / 3)  # balanced: 1 / (C + 1)
+
+
+def test_templates_per_granularity_reach_their_evaluator():
+    from umgkit.config import ConfigError
+    from umgkit.pretrain.task import zeroshot_templates
+
+    one = zeroshot_templates(["a {}"])
+    assert one == {"classification": ["a {}"], "regions": ["a {}"], "segmentation": ["a {}"]}
+    split = zeroshot_templates({"classification": ["the largest is a {}", "a big {}"]})
+    assert split["classification"] == ["the largest is a {}", "a big {}"]
+    assert split["regions"] == split["segmentation"] == ["a photo of a {}."]  # the option's default
+    for bad, needle in (({"image": ["a {}"]}, "unknown keys ['image']"), (["a cat"], "containing '{}'"),
+                        ({"regions": []}, "(regions)")):
+        with pytest.raises(ConfigError) as err:
+            zeroshot_templates(bad)
+        assert needle in str(err.value)
+
+
+def test_evaluate_zeroshot_uses_each_granularity_s_own_prompts(monkeypatch):
+    from umgkit.pretrain import run
+
+    seen = []
+
+    class Recording(ColourStub):
+        image_mean, image_std = (0.0,) * 3, (1.0,) * 3
+
+        def encode_text(self, texts):
+            seen.append(list(texts))
+            return super().encode_text(texts)
+
+    class Readers:  # stands in for the DATASETS registry: every format reads the same three images
+        @staticmethod
+        def build(name, **kwargs):
+            return ListData([{"image": _image(i), "label": i, "boxes": torch.tensor([[0.0, 0.0, 8.0, 8.0]]),
+                              "labels": torch.tensor([i])} for i in range(3)])
+
+    monkeypatch.setattr(run, "DATASETS", Readers)
+    spec = {"format": "any", "root": "unused"}
+    out = run.evaluate_zeroshot(Recording(), {"classification": spec, "regions": spec}, image_size=8,
+                            templates={"classification": ["a big {}"], "regions": ["{}"]})
+    assert out["classification"]["top1"] == out["regions"]["top1"] == 1.0
+    assert seen == [["a big red", "a big green", "a big blue"], ["red", "green", "blue"]]

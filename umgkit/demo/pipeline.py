@@ -75,9 +75,11 @@ def run_demo(out: str | Path = "demo_out", *, configs: str | Path | None = None,
     example = None
     world = next((r.world for r in results if r.world is not None), None)
     if world is not None:
-        templates = load_config(configs / PRETRAIN_STAGE.config).task_options.get("zeroshot_templates",
-                                                                                  ["a photo of a {}."])
-        example = zeroshot_region_example(backbone_dir, world, out / "zeroshot_regions.png", templates)
+        from ..pretrain.task import parse_pretrain_options
+
+        templates = parse_pretrain_options(load_config(configs / PRETRAIN_STAGE.config))["zeroshot_templates"]
+        example = zeroshot_region_example(backbone_dir, world, out / "zeroshot_regions.png",
+                                          templates["regions"])
         _say(f"zero-shot region example: {example[1]}/{example[2]} boxes named right -> {example[0]}")
     report = write_report(out, pretrain, results, seconds=time.perf_counter() - start, example=example)
     print(report.read_text().split("\n## ", 2)[1].split("\n", 1)[1])  # the results table

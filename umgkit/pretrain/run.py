@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from ..backbones.umg import save_umg_checkpoint
 from ..config import ConfigError, RunConfig
 from ..data.transforms import build_transforms
 from ..registry import DATASETS
-from .task import parse_pretrain_options
+from .task import parse_pretrain_options, zeroshot_templates
 from .zeroshot import format_zeroshot, zeroshot_classification, zeroshot_regions, zeroshot_segmentation
 
 __all__ = ["run_pretrain", "zeroshot_specs", "evaluate_zeroshot", "BACKBONE_DIR"]
@@ -56,9 +57,12 @@ def zeroshot_specs(cfg: RunConfig, setting: Any) -> dict[str, dict]:
 
 
 @torch.no_grad()
-def evaluate_zeroshot(backbone: Any, specs: dict[str, dict], *, image_size: int, templates: list[str],
+def evaluate_zeroshot(backbone: Any, specs: dict[str, dict], *, image_size: int,
+                      templates: Sequence[str] | dict[str, Sequence[str]],
                       batch_size: int = 64) -> dict[str, dict[str, float]]:
-    """Run each granularity in ``specs`` on ``backbone`` (eval mode); results keyed like ``specs``."""
+    """Run each granularity in ``specs`` on ``backbone`` (eval mode); results keyed like ``specs``.
+    ``templates``: one list for all, or one per granularity (`zeroshot_templates`)."""
+    per_kind = zeroshot_templates(templates)
     was_training = backbone.training
     backbone.eval()
     results = {}
@@ -68,7 +72,7 @@ def evaluate_zeroshot(backbone: Any, specs: dict[str, dict], *, image_size: int,
                               std=backbone.image_std)
         dataset = DATASETS.build(spec["format"], root=spec["root"], split=spec.get("split", "val"),
                                  transform=tf, **spec.get("options", {}))
-        results[kind] = fn(backbone, dataset, templates=list(templates), batch_size=batch_size)
+        results[kind] = fn(backbone, dataset, templates=per_kind[kind], batch_size=batch_size)
     backbone.train(was_training)
     return results
 
@@ -99,7 +103,7 @@ def run_pretrain(cfg: RunConfig, *, echo: bool = True) -> dict[str, Any]:
         rows = [r for r in read_metrics(out / "metrics.jsonl") if "train/loss" in r]
         result["train"] = {k: v for k, v in (rows[-1] if rows else {}).items() if k.startswith("train/")}
         result["zeroshot"] = evaluate_zeroshot(backbone, specs, image_size=cfg.data.image_size,
-                                               templates=list(opts["zeroshot_templates"]),
+                                               templates=opts["zeroshot_templates"],
                                                batch_size=int(opts["zeroshot_batch_size"]))
         atomic_write_text(out / "zeroshot.json", json.dumps(result["zeroshot"], indent=2) + "\n")
         if echo:

@@ -37,10 +37,11 @@ from ..tasks._build import build_dataset
 from . import losses as L
 from .model import REDUCTIONS, PretrainModel
 
-__all__ = ["OPTIONS", "LOSS_NAMES", "PretrainTask", "build_pretrain_task", "grid_masks"]
+__all__ = ["OPTIONS", "LOSS_NAMES", "PretrainTask", "build_pretrain_task", "grid_masks", "zeroshot_templates"]
 
 LOSS_NAMES = ("image_text", "region_text", "region_tag", "sparc", "pixel")
 CAPTION_CHOICES = ("random", "first")
+ZEROSHOT_KINDS = ("classification", "regions", "segmentation")
 
 OPTIONS = {
     "losses": Option({"image_text": 1.0, "region_text": 1.0, "region_tag": 0.0, "sparc": 1.0, "pixel": 1.0},
@@ -52,14 +53,17 @@ OPTIONS = {
     "gather": Option(True, "image-text and region-text negatives from every process"),
     "captions": Option("random", "when an image or region lists several captions: 'random' draws one per "
                                  "step (as CLIP training on COCO does), 'first' always uses 'caption'"),
-    "crop_scale": Option([0.5, 1.0], "train RandomResizedCrop area range (no flips: captions say "
-                                     "left/right)"),
+    "crop_scale": Option([0.9, 1.0], "train RandomResizedCrop area range (open_clip's default; no flips: "
+                                     "captions say left/right)"),
     "sparc_threshold": Option(None, "SPARC similarity threshold (null = 1 / patches)"),
     "pixel_hard_negatives": Option(True, "pixel loss: other captions of the same image as hard negatives"),
     "zeroshot": Option("auto", "after training: 'auto' (the synthetic world's val split when "
                                "data.synthetic.out is set), 'none', or {classification|regions|segmentation: "
                                "{format, root, split, options}}"),
-    "zeroshot_templates": Option(["a photo of a {}."], "prompt templates for class names ({} = name)"),
+    "zeroshot_templates": Option(["a photo of a {}."],
+                                 "prompt templates for class names ({} = name): one list for every "
+                                 "granularity, or {classification|regions|segmentation: list} (a missing "
+                                 "one uses the default)"),
     "zeroshot_batch_size": Option(64, "images per zero-shot evaluation batch"),
 }
 
@@ -168,6 +172,30 @@ def region_describes(batch: dict, drawn: list[str]) -> torch.Tensor | None:
     return torch.stack(ids) if ids else torch.zeros((0, 1), dtype=torch.long)
 
 
+def zeroshot_templates(setting: Any) -> dict[str, list[str]]:
+    """``task_options.zeroshot_templates`` -> one template list per granularity.
+
+    Separate lists exist because the granularities answer different questions: an image label may be
+    "the largest thing", which an image-level prompt can say and a region prompt should not.
+    """
+    default = list(OPTIONS["zeroshot_templates"].default)
+    per_kind = dict(setting) if isinstance(setting, dict) else dict.fromkeys(ZEROSHOT_KINDS, setting)
+    unknown = sorted(set(per_kind) - set(ZEROSHOT_KINDS))
+    if unknown:
+        raise ConfigError(f"task_options.zeroshot_templates: unknown keys {unknown}; use "
+                          f"{list(ZEROSHOT_KINDS)}, or give one list for all of them.")
+    out = {}
+    for kind in ZEROSHOT_KINDS:
+        items = per_kind.get(kind, default)
+        items = [items] if isinstance(items, str) else items
+        ok = isinstance(items, list) and items and all(isinstance(t, str) and "{}" in t for t in items)
+        if not ok:
+            raise ConfigError(f"task_options.zeroshot_templates ({kind}) = {items!r}: give a non-empty list "
+                              "of prompts containing '{}' for the class name, e.g. ['a photo of a {}.'].")
+        out[kind] = list(items)
+    return out
+
+
 def _draw(captions: list[str]) -> str:
     """A uniform draw from the global torch RNG (seeded, and restored on resume)."""
     return captions[int(torch.randint(len(captions), ()))]
@@ -188,6 +216,7 @@ def parse_pretrain_options(cfg: RunConfig) -> dict[str, Any]:
     opts["losses"] = {**{k: 0.0 for k in LOSS_NAMES}, **OPTIONS["losses"].default, **losses}
     if not any(float(v) for v in opts["losses"].values()):
         raise ConfigError("task 'pretrain': every task_options.losses weight is 0; switch at least one on.")
+    opts["zeroshot_templates"] = zeroshot_templates(opts["zeroshot_templates"])
     if opts["reduction"] not in REDUCTIONS:
         raise ConfigError(f"task_options.reduction={opts['reduction']!r}; choose one of {list(REDUCTIONS)}.")
     return opts
