@@ -51,11 +51,6 @@ def test_pretrain_lowers_the_loss_and_checkpoint_loads_as_umg(tiny_world, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "engine: the RNG state saved after step k is taken after Accelerate's loader has already fetched batch "
-    "k+1 (it reads one batch ahead), so with num_workers=0 the random crops of that batch are redrawn "
-    "differently on resume; weights differ by about one lr-sized step (also with image-text loss only and "
-    "no token reduction). Remove this marker when the engine saves the pre-fetch RNG state."))
 def test_resume_matches_uninterrupted_run(tiny_world, tmp_path):
     full = run_pretrain(_cfg(tmp_path, tiny_world, "full", max_steps=4, save_every=2), echo=False)
     cfg = _cfg(tmp_path, tiny_world, "cut", ["task_options.zeroshot=none"], max_steps=4, save_every=2)

@@ -6,13 +6,16 @@ States are split into tensors (torch / CUDA generators, stored in safetensors) a
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
-__all__ = ["seed_everything", "capture_rng_state", "restore_rng_state"]
+__all__ = ["seed_everything", "capture_rng_state", "restore_rng_state", "SeededItems", "item_seed"]
 
 
 def seed_everything(seed: int) -> None:
@@ -52,3 +55,44 @@ def restore_rng_state(tensors: dict[str, torch.Tensor], data: dict[str, Any]) ->
     random.setstate((version, tuple(mt), gauss))
     name, keys, pos, has_gauss, cached = data["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """A 32-bit seed for item ``index`` of ``epoch`` (NumPy's SeedSequence mixes the three)."""
+    return int(np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Python, NumPy and torch (CPU) generators seeded with ``seed`` inside, restored afterwards."""
+    py, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(np_state)
+
+
+class SeededItems(Dataset):
+    """Map-style view of ``dataset`` whose item ``i`` is loaded with every generator seeded from
+    ``(seed, epoch, i)``.
+
+    Random augmentation then depends on nothing else: not on how far a loader has read ahead
+    (Accelerate fetches one batch early, so the RNG state a checkpoint saves is already past it), nor on
+    the number of workers or processes. A resumed run therefore sees the same crops as an unbroken one.
+    Set ``epoch`` before iterating; workers receive a copy of this object when an epoch starts.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, int(seed), 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        with _seeded(item_seed(self.seed, self.epoch, index)):
+            return self.dataset[index]

@@ -7,7 +7,9 @@ clipping, schedule, logging, checkpoints) is written out here so the loop can be
 Data order is a pure function of ``(seed, epoch)``: Accelerate's seedable sampler draws one global
 permutation and each process takes every ``num_processes``-th batch of it, so one process with batch
 B and two with B/2 see the same samples in each optimizer step, and a resumed run can rebuild the
-order of the epoch it stopped in and skip what was already consumed.
+order of the epoch it stopped in and skip what was already consumed. A sample's random augmentation
+is a pure function of ``(seed, epoch, index)`` too (`SeededItems`), so it does not matter which process
+or worker loads it, or how far ahead the loader reads.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from ._accel import make_accelerator
-from ._seed import seed_everything
+from ._seed import SeededItems, seed_everything
 from ._window import StepWindow, batch_size
 from .checkpoint import latest_checkpoint, load_checkpoint, remove_stale_temps, save_checkpoint
 from .optim import build_optimizer, build_scheduler
@@ -141,6 +143,8 @@ class Trainer:
     def _train_epoch(self, bar: Any) -> None:
         acc, tc = self.accelerator, self.cfg.train
         self._train_gen.manual_seed(self.cfg.seed + self.epoch)  # worker seeds: a function of the epoch
+        if self._train_items is not None:
+            self._train_items.epoch = self.epoch  # item augmentation: a function of (seed, epoch, index)
         self.train_loader.set_epoch(self.epoch)
         loader = self.train_loader
         if self.batches_in_epoch:
@@ -215,8 +219,10 @@ class Trainer:
         """Loaders with their own generators, so iterating them never draws from the global RNG."""
         d, task = self.cfg.data, self.task
         self._train_gen = torch.Generator().manual_seed(self.cfg.seed)
+        items = task.train_dataset
+        self._train_items = None if isinstance(items, IterableDataset) else SeededItems(items, self.cfg.seed)
         # drop_last: every optimizer step sees a full global batch, on any process count.
-        train = DataLoader(task.train_dataset, batch_size=d.batch_size, shuffle=True, drop_last=True,
+        train = DataLoader(self._train_items or items, batch_size=d.batch_size, shuffle=True, drop_last=True,
                            num_workers=d.num_workers, collate_fn=task.collate_fn, generator=self._train_gen)
         if task.val_dataset is None:
             return train, None
