@@ -188,7 +188,8 @@ def zeroshot_templates(setting: Any) -> dict[str, list[str]]:
     for kind in ZEROSHOT_KINDS:
         items = per_kind.get(kind, default)
         items = [items] if isinstance(items, str) else items
-        ok = isinstance(items, list) and items and all(isinstance(t, str) and "{}" in t for t in items)
+        ok = isinstance(items, (list, tuple)) and items and all(isinstance(t, str) and "{}" in t
+                                                                for t in items)
         if not ok:
             raise ConfigError(f"task_options.zeroshot_templates ({kind}) = {items!r}: give a non-empty list "
                               "of prompts containing '{}' for the class name, e.g. ['a photo of a {}.'].")
