@@ -64,17 +64,22 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
 
 @contextlib.contextmanager
 def _seeded(seed: int) -> Iterator[None]:
-    """Python, NumPy and torch (CPU) generators seeded with ``seed`` inside, restored afterwards."""
-    py, np_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed)
-        try:
-            yield
-        finally:
-            random.setstate(py)
-            np.random.set_state(np_state)
+    """Python, NumPy and torch (CPU) generators seeded with ``seed`` inside, restored afterwards.
+
+    torch's CPU generator is used directly: ``torch.manual_seed`` also seeds every accelerator backend
+    and costs ~0.4 ms, paid per sample here.
+    """
+    cpu = torch.default_generator
+    states = cpu.get_state(), random.getstate(), np.random.get_state()
+    cpu.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        cpu.set_state(states[0])
+        random.setstate(states[1])
+        np.random.set_state(states[2])
 
 
 class SeededItems(Dataset):
