@@ -21,6 +21,8 @@ def main() -> None:
         metrics = task.evaluate(task.model, loader, acc)
     if acc.is_main_process:
         print("METRICS " + json.dumps(metrics))
+    acc.wait_for_everyone()
+    torch.distributed.destroy_process_group()  # a live gloo group at exit can abort a rank (SIGABRT)
 
 
 if __name__ == "__main__":
