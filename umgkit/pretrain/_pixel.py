@@ -117,7 +117,9 @@ def pixel_alignment_loss(pixel_emb: torch.Tensor, text_emb: torch.Tensor, image_
     reg, p = assigned.nonzero(as_tuple=True)  # pairs (caption, pixel)
     rows = image_index[reg] * (h * w) + p
     counts = assigned.sum(dim=1).to(pix.dtype)  # (K,) >= 1
-    pooled = pix.new_zeros(k, pix.shape[2]).index_add(0, reg, pix.reshape(nb * h * w, -1)[rows])
+    # index_select, not [rows]: rows repeat on ties, and indexing's backward then adds in a racy order on CPU
+    picked = pix.reshape(nb * h * w, -1).index_select(0, rows)  # (n, D)
+    pooled = pix.new_zeros(k, pix.shape[2]).index_add(0, reg, picked)
     z = F.normalize(pooled / counts[:, None], dim=1)  # (K, D)
     positives = ids[:, None] == ids[None, :]
     logits = scale * z @ text_emb.t()  # (K, K)
@@ -133,7 +135,8 @@ def pixel_alignment_loss(pixel_emb: torch.Tensor, text_emb: torch.Tensor, image_
     valid = torch.arange(kmax, device=device)[None, :] < per_image[:, None]  # (B, Kmax) real slots
     ids_pad = torch.zeros(nb, kmax, dtype=torch.long, device=device).index_put((image_index, slot), ids)
     img = image_index[reg]
-    pix_logits = scale * sim_pad[img, :, p]  # (n, Kmax): each assigned pixel vs its image's captions
+    per_pixel = sim_pad.transpose(1, 2).reshape(nb * h * w, kmax)
+    pix_logits = scale * per_pixel.index_select(0, rows)  # (n, Kmax): each assigned pixel vs its captions
     pix_logits = pix_logits.masked_fill(~valid[img], torch.finfo(pix_logits.dtype).min)
     ce = multi_positive_ce(pix_logits, valid[img] & (ids_pad[img] == ids[reg][:, None]))  # (n,)
     per_caption = ce.new_zeros(k).index_add(0, reg, ce) / counts

@@ -115,7 +115,7 @@ class PretrainTask:
         if need_regions:
             where = {c: i for i, c in enumerate(unique)}
             idx = torch.tensor([b + where[c] for c in region_caps], dtype=torch.long, device=txt.device)
-            region_txt = txt[idx]  # (K, D)
+            region_txt = txt.index_select(0, idx)  # (K, D); txt[idx] backward adds in a racy order on CPU
         if "region_text" in w:
             terms["region_text"] = L.region_text_loss(
                 out["region"], region_txt, scales["region"], caption_ids=L.caption_hash_ids(region_caps),

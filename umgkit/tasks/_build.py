@@ -22,6 +22,8 @@ def build_task(cfg: RunConfig) -> Task:
     Seeding happens before the task builds its model, so randomly initialised weights (heads, adapters,
     un-pretrained backbones) are the same in every run and on every process.
     """
+    if cfg.task not in TASKS:
+        from .. import pretrain  # noqa: F401  registers 'pretrain' (it imports this module: not at the top)
     seed_everything(cfg.seed)
     return TASKS.build(cfg.task, cfg=cfg)
 
