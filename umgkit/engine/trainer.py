@@ -221,8 +221,9 @@ class Trainer:
         self._train_gen = torch.Generator().manual_seed(self.cfg.seed)
         items = task.train_dataset
         self._train_items = None if isinstance(items, IterableDataset) else SeededItems(items, self.cfg.seed)
+        items = items if self._train_items is None else self._train_items  # not `or`: len 0 is falsy
         # drop_last: every optimizer step sees a full global batch, on any process count.
-        train = DataLoader(self._train_items or items, batch_size=d.batch_size, shuffle=True, drop_last=True,
+        train = DataLoader(items, batch_size=d.batch_size, shuffle=True, drop_last=True,
                            num_workers=d.num_workers, collate_fn=task.collate_fn, generator=self._train_gen)
         if task.val_dataset is None:
             return train, None
