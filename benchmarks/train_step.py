@@ -71,9 +71,8 @@ def umgkit_step_times(args: argparse.Namespace, images: torch.Tensor, labels: to
     from umgkit._builtins import import_builtins
     from umgkit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from umgkit.engine import Trainer
-    from umgkit.registry import HEADS
-    from umgkit.tasks._build import build_backbone
-    from umgkit.tasks.classification import ClassificationModel, ClassificationTask
+    from umgkit.models import build_model
+    from umgkit.tasks.classification import ClassificationTask
 
     import_builtins()
     steps = args.warmup + args.steps
@@ -83,10 +82,7 @@ def umgkit_step_times(args: argparse.Namespace, images: torch.Tensor, labels: to
                           adapter_options={"rank": RANK, "alpha": ALPHA, "target_modules": ["attn.qkv"]}),
         data=DataConfig(batch_size=args.batch, image_size=args.image_size, val_split=""),
         train=TrainConfig(max_steps=steps, lr=1e-4, log_every=10_000, progress=False))
-    backbone, _ = build_backbone(cfg.model)
-    head = HEADS.build("linear", backbone=backbone, num_classes=NUM_CLASSES)
-    head.requires_grad_(True)
-    model = ClassificationModel(backbone, head)
+    model = build_model(cfg, class_names=[str(c) for c in range(NUM_CLASSES)])
     data = RepeatBatch(images, labels, args.batch * steps)
     task = ClassificationTask(model=model, train_dataset=data, val_dataset=None,
                               class_names=[str(c) for c in range(NUM_CLASSES)])

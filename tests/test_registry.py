@@ -54,5 +54,5 @@ def test_names_and_descriptions_are_sorted():
     assert len(reg) == 2
 
 
-def test_the_five_registries_exist():
-    assert set(REGISTRIES) == {"backbones", "adapters", "heads", "tasks", "datasets"}
+def test_the_registries_exist():
+    assert set(REGISTRIES) == {"backbones", "adapters", "heads", "models", "tasks", "datasets"}

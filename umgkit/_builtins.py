@@ -10,7 +10,8 @@ import importlib
 
 __all__ = ["import_builtins"]
 
-BUILTIN_MODULES = ("umgkit.data", "umgkit.backbones", "umgkit.adapters", "umgkit.heads", "umgkit.tasks",
+BUILTIN_MODULES = ("umgkit.data", "umgkit.backbones", "umgkit.adapters", "umgkit.heads", "umgkit.models",
+                   "umgkit.tasks",
                    "umgkit.pretrain")
 
 

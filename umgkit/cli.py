@@ -1,4 +1,4 @@
-"""``umgkit`` command line: train, eval, data synth, list, demo, bench, docs."""
+"""``umgkit`` command line: train, eval, predict, data synth, list, pretrain, demo, bench, docs, d2-train."""
 
 from __future__ import annotations
 
@@ -17,15 +17,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    for name, helptext in (("train", "train a task from a YAML config"),
-                           ("eval", "evaluate a task from a YAML config (no training)")):
-        cmd = sub.add_parser(name, help=helptext, description=helptext)
-        cmd.add_argument("config", type=Path, help="YAML config file")
-        cmd.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                         help="dotted overrides, e.g. train.lr=1e-3 model.adapter_options.rank=16")
-        if name == "train":
-            cmd.add_argument("--resume", action="store_true",
-                             help="continue from the newest complete checkpoint (= train.resume=auto)")
+    train = sub.add_parser("train", help="train a task from a YAML config; ends with OUTPUT_DIR/model/",
+                           description="train a task from a YAML config; the run ends with a model folder "
+                                       "OUTPUT_DIR/model/ that eval, predict and Predictor.from_pretrained "
+                                       "load")
+    train.add_argument("config", type=Path, help="YAML config file")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="dotted overrides, e.g. train.lr=1e-3 model.adapter_options.rank=16")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the newest complete checkpoint (= train.resume=auto)")
+
+    ev = sub.add_parser("eval", help="evaluate a trained run / model / checkpoint folder, or a config",
+                        description="evaluate a trained model on its config's val split, or on another "
+                                    "dataset given by overrides (data.root=... data.val_split=...); the "
+                                    "train split is never read. A config file is evaluated as built "
+                                    "(zero-shot).")
+    ev.add_argument("source", type=Path, metavar="RUN|MODEL|CHECKPOINT|CONFIG",
+                    help="OUTPUT_DIR of a run, its model/ folder, a checkpoints/step_* folder, or a YAML "
+                         "config")
+    ev.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides of the stored config")
+
+    pr = sub.add_parser("predict", help="run a trained model (or a zero-shot config) on images",
+                        description="predict on image files, folders or globs; writes the task's standard "
+                                    "files (predictions.jsonl, label PNGs, COCO panoptic PNG + JSON, COCO "
+                                    "results JSON, retrieval rankings) and overlays with a legend into --out")
+    pr.add_argument("model", metavar="MODEL", help="run / model / checkpoint folder, or a YAML config")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    pr.add_argument("--out", type=Path, required=True, help="output folder")
+    pr.add_argument("--classes", default=None, metavar="A,B,C",
+                    help="comma-separated class names replacing the vocabulary (open-vocabulary heads)")
+    pr.add_argument("--classes-file", type=Path, default=None, help="file with one class name per line")
+    pr.add_argument("--texts", nargs="+", action="extend", default=None, metavar="TEXT",
+                    help="retrieval: query texts ranked against the images (and the images against them)")
+    pr.add_argument("--texts-file", type=Path, default=None, help="retrieval: file with one query per line")
+    pr.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the "
+                                                                  "config's eval batch size)")
+    pr.add_argument("--top-k", type=int, default=5, help="classification: labels kept per image (default 5)")
+    pr.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    pr.add_argument("--skip-bad", action="store_true",
+                    help="list unreadable images and predict the rest (default: stop at the first)")
+    pr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="dotted override of the model's config, e.g. --set task_options.inference=slide")
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", help="write the synthetic world in every supported format")
@@ -46,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run image-only and multi-granularity losses (same steps and seed), print a table")
 
     lst = sub.add_parser("list", help="print a registry's names")
-    lst.add_argument("registry", choices=["backbones", "adapters", "heads", "tasks", "datasets"])
+    lst.add_argument("registry", choices=["backbones", "adapters", "heads", "models", "tasks", "datasets"])
 
     demo = sub.add_parser("demo", help="pretrain umg:tiny_conv on the synthetic world, adapt it to five "
                                        "tasks, write a report")
@@ -90,11 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .config import ConfigError
+    from .errors import UmgkitError
 
     try:
         return _COMMANDS[args.command](args)
     except ConfigError as err:
         print(f"umgkit: config error: {err}", file=sys.stderr)
+        return 2
+    except UmgkitError as err:
+        print(f"umgkit {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 
@@ -124,24 +160,92 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides) + (["train.resume=auto"] if getattr(args, "resume", False) else [])
-    return _run_task(args.config, overrides, train=args.command == "train")
-
-
-def _run_task(config: Path, overrides: list[str], train: bool) -> int:
     from ._builtins import import_builtins
     from .config import load_config
-    from .engine import Trainer
-    from .tasks._build import build_task
+    from .tasks.run import train_and_save
+
+    overrides = list(args.overrides) + (["train.resume=auto"] if args.resume else [])
+    cfg = load_config(args.config, overrides)
+    import_builtins()
+    _, metrics = train_and_save(cfg)
+    if _is_main_process():
+        _print_metrics(metrics)
+        print(f"model folder: {Path(cfg.output_dir) / 'model'} (umgkit eval / umgkit predict load it)")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from ._builtins import import_builtins
+    from .models import resolve_model_source
+    from .tasks.run import evaluate_saved
+
+    import_builtins()
+    source = resolve_model_source(args.source)
+    if source.kind == "config":
+        _note_trained_run(args.source, args.overrides)
+    cfg, metrics = evaluate_saved(args.source, args.overrides)
+    if _is_main_process():
+        if not metrics:
+            print(f"no val split to evaluate (data.val_split={cfg.data.val_split!r}); set one with "
+                  "data.val_split=... (and data.root=...).", file=sys.stderr)
+        _print_metrics(metrics)
+    return 0
+
+
+def _note_trained_run(config: Path, overrides: list[str]) -> None:
+    """Tell a user who evaluates a config whose run has finished that the trained model is elsewhere."""
+    from .config import load_config
 
     cfg = load_config(config, overrides)
+    folder = Path(cfg.output_dir) / "model"
+    if (folder / "model.json").is_file():
+        print(f"note: evaluating {config} as built, untrained; its trained model is {folder} "
+              f"(umgkit eval {cfg.output_dir})", file=sys.stderr)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from ._builtins import import_builtins
+    from .data._images import read_lines
+    from .errors import ModelError
+    from .models import Predictor
+
     import_builtins()
-    trainer = Trainer(build_task(cfg), cfg)
-    metrics = trainer.fit() if train else trainer.evaluate()
-    if trainer.accelerator.is_main_process:
-        for key, value in metrics.items():
-            print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    classes = None
+    if args.classes_file is not None:
+        if not args.classes_file.is_file():
+            raise ModelError(f"--classes-file {args.classes_file} does not exist; give a text file with one "
+                             "class name per line.")
+        classes = read_lines(args.classes_file)
+    if args.classes is not None:
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        if not classes:
+            raise ModelError(f"--classes {args.classes!r} names no class; give comma-separated names.")
+    texts = list(args.texts or [])
+    if args.texts_file is not None:
+        if not args.texts_file.is_file():
+            raise ModelError(f"--texts-file {args.texts_file} does not exist; give a file with one text per "
+                             "line.")
+        texts += read_lines(args.texts_file)
+    predictor = Predictor.from_pretrained(args.model, overrides=args.overrides, class_names=classes,
+                                          device=args.device, batch_size=args.batch_size, top_k=args.top_k)
+    preds, files = predictor.predict_to(args.inputs, args.out, texts=texts or None, skip_bad=args.skip_bad,
+                                        progress=True)
+    for source, reason in predictor.skipped:
+        print(f"skipped {source}: {reason}", file=sys.stderr)
+    print(f"{predictor.task}: {len(preds)} images predicted, {len(predictor.skipped)} skipped; "
+          f"{len(files)} files written to {args.out}")
     return 0
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    for key, value in metrics.items():
+        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -164,8 +268,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": _cmd_train, "eval": _cmd_train, "data": _cmd_data, "list": _cmd_list,
-             "demo": _cmd_demo}
+_COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "data": _cmd_data,
+             "list": _cmd_list, "demo": _cmd_demo}
 _COMMANDS["pretrain"] = _cmd_pretrain
 
 

@@ -11,7 +11,7 @@ import difflib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Registry", "BACKBONES", "ADAPTERS", "HEADS", "TASKS", "DATASETS", "REGISTRIES"]
+__all__ = ["Registry", "BACKBONES", "ADAPTERS", "HEADS", "MODELS", "TASKS", "DATASETS", "REGISTRIES"]
 
 
 class Registry:
@@ -111,8 +111,10 @@ def _qualname(fn: Callable) -> str:
 BACKBONES = Registry("backbone", "returns a frozen nn.Module honouring the backbone contract (DESIGN.md)")
 ADAPTERS = Registry("adapter", "returns an Adapter that applies a PET method to a backbone in place")
 HEADS = Registry("head", "returns an nn.Module task decoder built from a backbone's declared output shapes")
+MODELS = Registry("model", "returns a umgkit.models.TaskModel (backbone + adapter + head) for one task, "
+                             "from (cfg, class_names), reading no dataset")
 TASKS = Registry("task", "returns an object with the engine's Task interface (umgkit.engine.Task)")
 DATASETS = Registry("dataset", "returns a torch Dataset whose items are dicts of tensors and metadata")
 
-REGISTRIES = {"backbones": BACKBONES, "adapters": ADAPTERS, "heads": HEADS, "tasks": TASKS,
+REGISTRIES = {"backbones": BACKBONES, "adapters": ADAPTERS, "heads": HEADS, "models": MODELS, "tasks": TASKS,
               "datasets": DATASETS}

@@ -9,7 +9,7 @@ from conftest import tiny_config
 
 from umgkit.config import load_config
 from umgkit.data.collate import collate_dicts
-from umgkit.tasks._build import build_task
+from umgkit.tasks.build import build_task
 
 
 def test_training_step_gradients_repeat_exactly_with_two_threads(tiny_world, tmp_path):

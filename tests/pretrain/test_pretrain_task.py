@@ -15,7 +15,7 @@ from umgkit.config import load_config
 from umgkit.data.collate import collate_dicts
 from umgkit.engine import Trainer, list_checkpoints
 from umgkit.pretrain import run_pretrain
-from umgkit.tasks._build import build_task
+from umgkit.tasks.build import build_task
 
 
 def _cfg(tmp_path, world, name, overrides=(), **train):

@@ -6,7 +6,7 @@ import torch
 
 from umgkit.backbones import create_backbone
 from umgkit.heads.detection import build_vitdet_rcnn
-from umgkit.tasks.detection import DetectionModel
+from umgkit.models import DetectionModel
 
 _SMALL = {"pyramid_channels": 32, "anchor_sizes": [8, 16, 32, 64], "representation_size": 64,
           "mask_channels": 16, "mask_layers": 1, "roi_batch_size": 32}

@@ -5,7 +5,7 @@ import torch
 
 from umgkit.backbones import create_backbone
 from umgkit.heads import build_mask2former
-from umgkit.tasks._panoptic_inference import instance_inference, panoptic_inference, semantic_inference
+from umgkit.models._panoptic_inference import instance_inference, panoptic_inference, semantic_inference
 
 SMALL = {"hidden_dim": 64, "num_queries": 6, "decoder_layers": 3, "encoder_layers": 1, "num_heads": 4,
          "dim_feedforward": 64, "encoder_feedforward_dim": 64}

@@ -5,7 +5,8 @@ import torch
 
 from umgkit.backbones import create_backbone
 from umgkit.heads.segmentation import build_semantic_fpn, build_semantic_uper
-from umgkit.tasks.semantic import SemanticModel, dice_loss
+from umgkit.models import SemanticModel
+from umgkit.tasks.semantic import dice_loss
 
 
 @pytest.fixture(scope="module")

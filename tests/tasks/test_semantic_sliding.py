@@ -6,8 +6,8 @@ from torch import nn
 
 from umgkit.backbones import create_backbone
 from umgkit.heads.segmentation import build_semantic_fpn
-from umgkit.tasks._sliding import slide_inference, whole_inference, window_starts
-from umgkit.tasks.semantic import SemanticModel
+from umgkit.models import SemanticModel
+from umgkit.models._sliding import slide_inference, whole_inference, window_starts
 
 
 def test_window_starts_cover_every_pixel():

@@ -12,10 +12,12 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, Union
 
+from ..errors import UmgkitError
+
 __all__ = ["ConfigError", "from_dict", "to_dict"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UmgkitError, ValueError):
     """A config file or override that does not fit the schema."""
 
 

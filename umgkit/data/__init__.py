@@ -9,6 +9,7 @@ label 255 = ignore) with ``class_names``.
 
 from ._base import ReaderDataset
 from ._images import IGNORE_INDEX, BadSampleError, DatasetError, load_image, load_label_map
+from .build import build_dataset
 from .captions import CaptionDataset, build_coco_captions, build_karpathy
 from .classification import CsvDataset, ImageFolderDataset, build_csv, build_imagefolder
 from .collate import collate_dicts
@@ -27,5 +28,5 @@ __all__ = [
     "build_coco_panoptic", "build_ade20k", "build_seg_folder", "build_manifest",
     "decode_segmentation", "rgb_to_id", "id_to_rgb", "reduce_zero_label_map",
     "JointTransform", "build_transforms", "CLIP_MEAN", "CLIP_STD", "IMAGENET_MEAN", "IMAGENET_STD",
-    "collate_dicts", "generate_world",
+    "build_dataset", "collate_dicts", "generate_world",
 ]

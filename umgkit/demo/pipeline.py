@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ..config import load_config, load_yaml_tree
+from .predictions import predict_examples
 from .report import write_report
 from .stages import Stage, StageResult, run_pretrain_stage, run_stage
 from .zeroshot_example import zeroshot_region_example
@@ -70,6 +71,7 @@ def run_demo(out: str | Path = "demo_out", *, configs: str | Path | None = None,
         overrides = _rebase(configs / stage.config, out) + [f"model.backbone=umg:{backbone_dir}"] + extra
         result = run_stage(stage, configs / stage.config, overrides)
         _say(f"{stage.name}: {stage.label} = {result.value:.2f} ({result.seconds:.0f} s)")
+        result.pictures = predict_examples(result)
         results.append(result)
 
     example = None

@@ -85,9 +85,12 @@ def write_report(out: Path, pretrain: StageResult, results: list[StageResult], s
                   f"(`embed_regions` vs class-name prompts): {right}/{boxes} right; a wrong box reads "
                   "predicted/true.", "", f"![zero-shot regions]({_rel(png, out)})", ""]
     for r in [pretrain, *results]:
-        pictures = sorted((r.output_dir / "vis").glob("*.png"))[:3]
+        pictures = r.pictures or sorted((r.output_dir / "vis").glob("*.png"))[:3]
         if pictures:
-            lines += [f"### {r.stage.name}", "", *[f"![{p.stem}]({_rel(p, out)})" for p in pictures], ""]
+            how = (f"`umgkit predict {_rel(r.output_dir, out)} ...` on held-out images:" if r.pictures
+                   else "Pictures from the task's evaluation:")
+            lines += [f"### {r.stage.name}", "", how, "",
+                      *[f"![{p.stem}]({_rel(p, out)})" for p in pictures], ""]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -33,6 +33,7 @@ class StageResult:
     output_dir: Path
     world: Path | None = None  # the synthetic world the stage generated / read, when it used one
     task: Any = field(repr=False, default=None)
+    pictures: list[Path] = field(default_factory=list)  # `umgkit predict` overlays of held-out images
 
     @property
     def value(self) -> float:
@@ -53,18 +54,16 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 
 def run_stage(stage: Stage, config: Path, overrides: list[str]) -> StageResult:
-    """Train ``config`` (+ overrides) to the end and evaluate on its held-out split."""
+    """Train ``config`` (+ overrides) to the end, evaluate on its held-out split, save the model folder."""
     from .._builtins import import_builtins
     from ..config import load_config
-    from ..engine import Trainer
-    from ..tasks._build import build_task
+    from ..tasks.run import train_and_save
 
     cfg = load_config(config, [*stage.overrides, *overrides])
     import_builtins()
     start = time.perf_counter()
-    task = build_task(cfg)
+    task, metrics = train_and_save(cfg)  # ends with OUTPUT_DIR/model/, which the demo's pictures load
     trainable, frozen = count_parameters(task.model)
-    metrics = Trainer(task, cfg).fit()
     seconds = time.perf_counter() - start
     world = Path(cfg.data.synthetic.out) if cfg.data.synthetic.out else None
     return StageResult(stage, metrics, seconds, trainable, frozen, Path(cfg.output_dir), world, task)

@@ -11,6 +11,7 @@ from .checkpoint import (
     save_checkpoint,
     trainable_state_dict,
 )
+from .evaluate import evaluate_task, run_evaluation
 from .optim import build_optimizer, build_scheduler, param_groups, warmup_cosine
 from .task import Task
 from .tracking import RunLogger, read_metrics
@@ -22,11 +23,13 @@ __all__ = [
     "Trainer",
     "build_optimizer",
     "build_scheduler",
+    "evaluate_task",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "param_groups",
     "read_metrics",
+    "run_evaluation",
     "save_checkpoint",
     "seed_everything",
     "trainable_state_dict",

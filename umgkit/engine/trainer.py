@@ -26,6 +26,7 @@ from ._accel import make_accelerator
 from ._seed import SeededItems, seed_everything
 from ._window import StepWindow, batch_size
 from .checkpoint import latest_checkpoint, load_checkpoint, remove_stale_temps, save_checkpoint
+from .evaluate import run_evaluation, val_loader
 from .optim import build_optimizer, build_scheduler
 from .task import Task
 from .tracking import RunLogger
@@ -119,12 +120,7 @@ class Trainer:
         """``task.evaluate`` over the val split on every process (no grad, eval mode); {} without one."""
         if self.val_loader is None:
             return {}
-        was_training = self.model.training
-        self.model.eval()
-        with torch.no_grad(), self.accelerator.autocast():
-            metrics = self.task.evaluate(self.model, self.val_loader, self.accelerator)
-        self.model.train(was_training)
-        return {k: float(v) for k, v in metrics.items()}
+        return run_evaluation(self.task, self.model, self.val_loader, self.accelerator)
 
     # ------------------------------------------------------------------ loop
     def _step_output(self, batch: Any) -> dict[str, torch.Tensor]:
@@ -218,6 +214,9 @@ class Trainer:
     def _build_loaders(self) -> tuple[DataLoader, DataLoader | None]:
         """Loaders with their own generators, so iterating them never draws from the global RNG."""
         d, task = self.cfg.data, self.task
+        if task.train_dataset is None:
+            raise ValueError("this task was built without its train split (build_task(cfg, train=False)); "
+                             "evaluate it with umgkit.engine.evaluate_task instead of training it.")
         self._train_gen = torch.Generator().manual_seed(self.cfg.seed)
         items = task.train_dataset
         self._train_items = None if isinstance(items, IterableDataset) else SeededItems(items, self.cfg.seed)
@@ -225,12 +224,7 @@ class Trainer:
         # drop_last: every optimizer step sees a full global batch, on any process count.
         train = DataLoader(items, batch_size=d.batch_size, shuffle=True, drop_last=True,
                            num_workers=d.num_workers, collate_fn=task.collate_fn, generator=self._train_gen)
-        if task.val_dataset is None:
-            return train, None
-        val = DataLoader(task.val_dataset, batch_size=d.eval_batch_size or d.batch_size, shuffle=False,
-                         num_workers=d.num_workers, collate_fn=task.collate_fn,
-                         generator=torch.Generator().manual_seed(self.cfg.seed))
-        return train, val
+        return train, val_loader(task, self.cfg)
 
     def _state(self) -> dict[str, Any]:
         acc = self.accelerator

@@ -54,13 +54,31 @@ class LinearHead(nn.Module):
 
 
 class TextInitHead(nn.Module):
-    """``logits = exp(logit_scale) * normalize(features) @ normalize(weight).T``; weight ``(C, F)``."""
+    """``logits = exp(logit_scale) * normalize(features) @ normalize(weight).T``; weight ``(C, F)``.
+
+    With a ``backbone`` (a text tower), `set_class_names` swaps the vocabulary: the rows become the new
+    names' prompt embeddings (zero-shot for those classes; fine-tuned rows of the old names are dropped).
+    The backbone is kept as a plain reference, not a submodule, so it is not registered twice.
+    """
+
+    classifier_kind = "text_init"
 
     def __init__(self, *, weight: torch.Tensor, logit_scale: float = DEFAULT_LOGIT_SCALE,
-                 learn_scale: bool = True) -> None:
+                 learn_scale: bool = True, backbone: nn.Module | None = None,
+                 templates: str | Sequence[str] = "simple") -> None:
         super().__init__()
         self.weight = nn.Parameter(weight.detach().clone().float())
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale)), requires_grad=learn_scale)
+        self._backbone = [backbone]  # a list hides it from nn.Module's submodule registration
+        self.templates = templates
+
+    def set_class_names(self, names: Sequence[str]) -> None:
+        """Re-encode the rows from ``names`` (text tower only); the output size becomes ``len(names)``."""
+        if self._backbone[0] is None:
+            raise ValueError("this text_init head was built without its backbone; it cannot encode new "
+                             "names.")
+        rows = text_classifier_weights(self._backbone[0], list(names), self.templates)
+        self.weight = nn.Parameter(rows.to(self.weight.device), requires_grad=self.weight.requires_grad)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         w = F.normalize(self.weight, dim=-1)
@@ -136,4 +154,5 @@ def build_text_init_head(backbone: nn.Module, num_classes: int, class_names: Seq
         logit_scale = _backbone_logit_scale(backbone)
     scale = DEFAULT_LOGIT_SCALE if logit_scale is None else float(logit_scale)
     weight = text_classifier_weights(backbone, names, templates)
-    return TextInitHead(weight=weight, logit_scale=scale, learn_scale=learn_scale)
+    return TextInitHead(weight=weight, logit_scale=scale, learn_scale=learn_scale, backbone=backbone,
+                        templates=templates)

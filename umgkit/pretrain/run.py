@@ -84,7 +84,7 @@ def run_pretrain(cfg: RunConfig, *, echo: bool = True) -> dict[str, Any]:
     evaluates is the one just written).
     """
     from ..engine import Trainer, read_metrics
-    from ..tasks._build import build_task
+    from ..tasks.build import build_task
 
     if cfg.task != "pretrain":
         raise ConfigError(f"`umgkit pretrain` runs task 'pretrain', the config says task: {cfg.task!r}; use "

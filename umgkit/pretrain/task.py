@@ -30,10 +30,10 @@ from torch import nn
 
 from ..backbones import create_backbone
 from ..config import ConfigError, Option, RunConfig, parse_options
+from ..data.build import build_dataset
 from ..data.collate import collate_dicts
 from ..data.transforms import build_transforms
 from ..registry import TASKS
-from ..tasks._build import build_dataset
 from . import losses as L
 from .model import REDUCTIONS, PretrainModel
 
@@ -224,8 +224,11 @@ def parse_pretrain_options(cfg: RunConfig) -> dict[str, Any]:
 
 
 @TASKS.register("pretrain")
-def build_pretrain_task(cfg: RunConfig) -> PretrainTask:
+def build_pretrain_task(cfg: RunConfig, *, model: Any = None, train: bool = True) -> PretrainTask:
     """Multi-granularity pretraining of ``cfg.model.backbone`` (a ``umg:`` architecture or checkpoint)."""
+    if model is not None or not train:
+        raise ConfigError("task 'pretrain' builds and trains its own dual encoder; run it with `umgkit "
+                          "pretrain CONFIG` (it prints the zero-shot figures at the end).")
     opts = parse_pretrain_options(cfg)
     if cfg.model.adapter not in ("frozen", "full"):
         raise ConfigError(f"task 'pretrain' trains the whole backbone; model.adapter={cfg.model.adapter!r} "

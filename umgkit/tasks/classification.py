@@ -17,16 +17,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..config import Option, RunConfig, parse_options
+from ..config import ConfigError, Option, RunConfig, parse_options
+from ..data.build import build_dataset
 from ..data.collate import collate_dicts
 from ..data.transforms import build_transforms
 from ..metrics.classification import classification_metrics, confusion_matrix
-from ..registry import HEADS, TASKS
-from ._build import build_backbone, build_dataset
+from ..models import ClassificationModel, build_model
+from ..registry import TASKS
 from ._feature_cache import cached_features
+from .build import class_source
 
-__all__ = ["OPTIONS", "ClassificationModel", "ClassificationTask", "build_classification_task",
-           "plot_confusion"]
+__all__ = ["OPTIONS", "ClassificationTask", "build_classification_task", "plot_confusion"]
 
 OPTIONS = {
     "label_smoothing": Option(0.0, "cross-entropy label smoothing, in [0, 1)"),
@@ -39,22 +40,6 @@ OPTIONS = {
     "hflip": Option(0.5, "train horizontal-flip probability"),
 }
 
-
-class ClassificationModel(nn.Module):
-    """Backbone (+ adapters) and head. ``forward(images=(B, 3, H, W))`` or ``forward(features=(B, F))``
-    (cached features skip the backbone) -> logits ``(B, C)``."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.backbone, self.head = backbone, head
-
-    def forward(self, images: torch.Tensor | None = None,
-                features: torch.Tensor | None = None) -> torch.Tensor:
-        if features is None:
-            if images is None:
-                raise ValueError("ClassificationModel needs images or features.")
-            features = self.backbone.encode_image(images)
-        return self.head(features)
 
 
 def _logits(model: nn.Module, batch: dict) -> torch.Tensor:
@@ -140,45 +125,46 @@ class ClassificationTask:
 
 
 @TASKS.register("classification")
-def build_classification_task(cfg: RunConfig) -> ClassificationTask:
-    """Task from a run config: datasets, backbone + adapter, head (``model.head``, default ``linear``)."""
+def build_classification_task(cfg: RunConfig, *, model: ClassificationModel | None = None,
+                              train: bool = True) -> ClassificationTask:
+    """Classification on ``cfg.data`` with ``model`` (default: `build_model` from ``cfg.model``, head
+    ``linear``, classes of the train split). ``train=False`` reads only the val split."""
     opts = parse_options("classification", OPTIONS, cfg.task_options)
     frozen = cfg.model.adapter == "frozen"
     cache = frozen if opts["cache_features"] is None else bool(opts["cache_features"])
     if cache and not frozen:
         raise ValueError(f"task_options.cache_features=true needs model.adapter=frozen (got "
                          f"'{cfg.model.adapter}': its features change while training); set it to false.")
-    backbone, _ = build_backbone(cfg.model)
-    mean, std, size = backbone.image_mean, backbone.image_std, cfg.data.image_size
-    eval_tf = build_transforms("classification", train=False, image_size=size, mean=mean, std=std)
-    train_tf = eval_tf if cache else build_transforms(
-        "classification", train=True, image_size=size, mean=mean, std=std,
-        scale=tuple(opts["crop_scale"]), hflip=float(opts["hflip"]))
     d = cfg.data
-    train = build_dataset(d, d.train_split, train_tf, "imagefolder")
-    val = build_dataset(d, d.val_split, eval_tf, "imagefolder") if d.val_split else None
-    names = list(getattr(train, "class_names", []))
-    if not names:
-        raise ValueError(f"the {d.train_split} split of {d.root} has no class_names; "
-                         "classification needs them.")
-    if val is not None and len(getattr(val, "class_names", names)) != len(names):
-        raise ValueError(f"split '{d.train_split}' has {len(names)} classes but '{d.val_split}' has "
-                         f"{len(val.class_names)}; both splits must list the same class folders.")
-    head = HEADS.build(cfg.model.head or "linear", backbone=backbone, num_classes=len(names),
-                       class_names=names,
-                       **cfg.model.head_options)
-    head.requires_grad_(True)
-    if hasattr(head, "logit_scale"):
-        head.logit_scale.requires_grad_(bool(cfg.model.head_options.get("learn_scale", True)))
+    train_set = build_dataset(d, d.train_split, None, "imagefolder") if train else None
+    val = build_dataset(d, d.val_split, None, "imagefolder") if d.val_split else None
+    if model is None:
+        names = list(getattr(class_source(cfg, train_set, val), "class_names", []))
+        if not names:
+            raise ConfigError(f"the {d.train_split if train else d.val_split} split of {d.root} has no "
+                              "class_names; classification needs them.")
+        model = build_model(cfg, names)
+    names = list(model.class_names)
+    for split, ds in ((d.train_split, train_set), (d.val_split, val)):
+        if ds is not None and len(getattr(ds, "class_names", names)) != len(names):
+            raise ValueError(f"the model has {len(names)} classes but split '{split}' of {d.root} has "
+                             f"{len(ds.class_names)}; every split must list the same class folders.")
+    pre = model.preprocess
+    eval_tf = pre.transform()
+    if train_set is not None:
+        train_set.transform = eval_tf if cache else build_transforms(
+            "classification", train=True, image_size=pre.image_size, mean=pre.mean, std=pre.std,
+            scale=tuple(opts["crop_scale"]), hflip=float(opts["hflip"]))
+    if val is not None:
+        val.transform = eval_tf
     if cache:
         cache_dir = opts["cache_dir"] or str(Path(cfg.output_dir).parent / ".feature_cache")
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        backbone.to(device)
+        backbone = model.backbone.to(device)
         common = dict(backbone_name=cfg.model.backbone, pretrained=cfg.model.pretrained, cache_dir=cache_dir,
                       batch_size=d.eval_batch_size or d.batch_size, device=device)
-        train = cached_features(backbone, train, **common)
+        train_set = cached_features(backbone, train_set, **common) if train_set is not None else None
         val = cached_features(backbone, val, **common) if val is not None else None
         backbone.to("cpu")
-    model = ClassificationModel(backbone, head)
-    return ClassificationTask(model=model, train_dataset=train, val_dataset=val, class_names=names,
+    return ClassificationTask(model=model, train_dataset=train_set, val_dataset=val, class_names=names,
                               label_smoothing=opts["label_smoothing"])

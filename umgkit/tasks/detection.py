@@ -20,12 +20,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.transforms import v2
 
 from ..config import RunConfig, parse_options
 from ..config.options import Option
+from ..data.build import build_dataset
 from ..data.collate import collate_dicts
-from ..data.transforms import JointTransform, build_transforms
+from ..data.transforms import build_transforms
 from ..metrics.detection import (
     coco_evaluate,
     coco_gt_from_targets,
@@ -33,19 +33,19 @@ from ..metrics.detection import (
     encode_masks,
     write_results,
 )
-from ..registry import HEADS, TASKS
-from ._build import build_backbone, build_dataset
+from ..models import DetectionModel, build_model
+from ..models.detection import INFERENCE_OPTIONS
+from ..registry import TASKS
+from .build import class_source
 from .retrieval import split_options
 from .semantic import ImageOnly
 
-__all__ = ["OPTIONS", "DetectionModel", "DetectionTask", "build_detection_task"]
+__all__ = ["OPTIONS", "DetectionTask", "build_detection_task"]
 
 OPTIONS = {
-    "masks": Option(False, "train and evaluate the mask branch (Mask R-CNN; mask AP as mask_*)"),
+    **INFERENCE_OPTIONS,
     "crop_scale": Option((0.3, 1.0), "train RandomResizedCrop area range [min, max]"),
     "hflip": Option(0.5, "train horizontal-flip probability"),
-    "eval_resize": Option("shorter", "eval image resize: shorter (side to image_size), square or none"),
-    "mask_threshold": Option(0.5, "mask probability above which a pixel belongs to a predicted instance"),
     "save_results": Option(True, "write the COCO results JSON under <output_dir>/eval/"),
     "print_summary": Option(True, "print COCOeval's AP table after evaluation (main process)"),
     "num_vis": Option(4, "pictures written by visualise (ground truth | prediction boxes)"),
@@ -53,38 +53,20 @@ OPTIONS = {
 }
 
 
-class DetectionModel(nn.Module):
-    """Backbone (+ adapters) and `umgkit.heads.detection.RCNNHead`.
-
-    ``forward(images, targets=None, original_sizes=None)``: images ``(B, 3, H, W)`` or a list of
-    ``(3, H_i, W_i)``; returns the loss dict in training mode, per-image detections in eval mode.
-    """
-
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.backbone, self.head = backbone, head
-
-    def forward(self, images, targets: list[dict] | None = None, original_sizes=None):
-        batch = self.head.batch(images)
-        return self.head(self.backbone.dense(batch.tensors), batch, targets, original_sizes)
-
-    def set_class_names(self, names: list[str]) -> None:
-        self.head.set_class_names(names)
-
 
 class DetectionTask:
     """Implements `umgkit.engine.Task` for detection / instance segmentation (see the module docstring)."""
 
     def __init__(self, *, model: DetectionModel, train_dataset, val_dataset, options: dict[str, Any],
-                 output_dir: str | Path, image_mean=(0.0, 0.0, 0.0), image_std=(1.0, 1.0, 1.0)) -> None:
+                 output_dir: str | Path) -> None:
         self.model, self.train_dataset, self.val_dataset = model, train_dataset, val_dataset
         self.collate_fn = collate_dicts
         self.opts, self.output_dir = options, Path(output_dir)
         self.masks = bool(options["masks"])
-        self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
-        self.class_names = list(train_dataset.class_names)
-        ref = val_dataset if val_dataset is not None else train_dataset
-        self.label_to_cat_id = list(getattr(ref, "label_to_cat_id", range(1, len(self.class_names) + 1)))
+        self.image_mean, self.image_std = model.preprocess.mean, model.preprocess.std
+        self.class_names = list(model.class_names)
+        ref = val_dataset if val_dataset is not None else model
+        self.label_to_cat_id = list(getattr(ref, "label_to_cat_id", None) or model.category_ids)
         self.summary: list[str] = []  # COCOeval tables of the last evaluation
 
     # ------------------------------------------------------------------ training
@@ -119,9 +101,8 @@ class DetectionTask:
         records = []
         for i, (det, size) in enumerate(zip(detections, sizes, strict=True)):
             image_id = int(batch["image_id"][i])
-            rles = None
-            if self.masks:
-                rles = encode_masks((det["masks"][:, 0] > self.opts["mask_threshold"]).cpu())
+            masks = model.binary_masks(det) if self.masks else None
+            rles = None if masks is None else encode_masks(masks.cpu())
             rec = {"image_id": image_id, "height": size[0], "width": size[1],
                    "results": detections_to_coco(image_id, det["boxes"], det["scores"], det["labels"],
                                                  self.label_to_cat_id, rles)}
@@ -212,31 +193,32 @@ def _check(opts: dict[str, Any]) -> None:
 
 
 @TASKS.register("detection")
-def build_detection_task(cfg: RunConfig) -> DetectionTask:
-    """Detection (+ instance masks) on ``cfg.data`` with ``cfg.model`` (default head ``vitdet_rcnn``)."""
+def build_detection_task(cfg: RunConfig, *, model: DetectionModel | None = None,
+                         train: bool = True) -> DetectionTask:
+    """Detection (+ instance masks) on ``cfg.data`` with ``model`` (default: `build_model` from ``cfg.model``,
+    head ``vitdet_rcnn``, classes of the train split). ``train=False`` reads only the val split."""
     opts = parse_options("detection", OPTIONS, cfg.task_options)
     _check(opts)
-    backbone, _ = build_backbone(cfg.model)
-    mean, std, size = backbone.image_mean, backbone.image_std, cfg.data.image_size
     coco = (cfg.data.format or "coco_instances") == "coco_instances"
-    train_tf = build_transforms("detection", train=True, image_size=size, mean=mean, std=std,
-                                scale=tuple(opts["crop_scale"]), hflip=float(opts["hflip"]))
-    extra = {"with_masks": bool(opts["masks"])} if coco else {}
-    train_cfg = split_options(cfg.data, cfg.data.train_split)
-    train = build_dataset(train_cfg, cfg.data.train_split, train_tf, "coco_instances", **extra)
-    val = None
+    train_set = val = None
+    if train:
+        extra = {"with_masks": bool(opts["masks"])} if coco else {}
+        train_set = build_dataset(split_options(cfg.data, cfg.data.train_split), cfg.data.train_split, None,
+                                  "coco_instances", **extra)
     if cfg.data.val_split:
-        if (opts["eval_resize"] or "none") == "none":  # normalise only: evaluate at the stored resolution
-            eval_tf = JointTransform([v2.Normalize(mean=list(mean), std=list(std))])
-        else:
-            eval_tf = build_transforms("detection", train=False, image_size=size, mean=mean, std=std,
-                                       eval_resize=opts["eval_resize"])
         # the JSON is the ground truth: val masks are needed only when it is missing (other readers)
         val_extra = {"with_masks": False} if coco else {}
-        val = build_dataset(split_options(cfg.data, cfg.data.val_split), cfg.data.val_split,
-                            ImageOnly(eval_tf), "coco_instances", **val_extra)
-    head = HEADS.build(cfg.model.head or "vitdet_rcnn", backbone=backbone, num_classes=len(train.class_names),
-                       class_names=list(train.class_names), masks=bool(opts["masks"]),
-                       **cfg.model.head_options)
-    return DetectionTask(model=DetectionModel(backbone, head), train_dataset=train, val_dataset=val,
-                         options=opts, output_dir=cfg.output_dir, image_mean=mean, image_std=std)
+        val = build_dataset(split_options(cfg.data, cfg.data.val_split), cfg.data.val_split, None,
+                            "coco_instances", **val_extra)
+    if model is None:
+        source = class_source(cfg, train_set, val)
+        model = build_model(cfg, source.class_names, category_ids=getattr(source, "label_to_cat_id", None))
+    pre = model.preprocess
+    if train_set is not None:
+        train_set.transform = build_transforms("detection", train=True, image_size=pre.image_size,
+                                               mean=pre.mean, std=pre.std, scale=tuple(opts["crop_scale"]),
+                                               hflip=float(opts["hflip"]))
+    if val is not None:
+        val.transform = ImageOnly(pre.transform())
+    return DetectionTask(model=model, train_dataset=train_set, val_dataset=val, options=opts,
+                         output_dir=cfg.output_dir)

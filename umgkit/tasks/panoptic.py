@@ -21,29 +21,26 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.transforms import v2
 
 from ..config import Option, RunConfig, parse_options
+from ..data.build import build_dataset
 from ..data.collate import collate_dicts
-from ..data.transforms import JointTransform, build_transforms
+from ..data.transforms import build_transforms
 from ..heads._mask2former import SetCriterion
 from ..metrics.panoptic import pq_image_counts, pq_summary, write_panoptic_json, write_panoptic_png
 from ..metrics.segmentation import segmentation_confusion_matrix, segmentation_scores
-from ..registry import HEADS, TASKS
-from ._build import build_backbone, build_dataset
-from ._panoptic_inference import instance_inference, panoptic_inference, semantic_inference
+from ..models import PanopticModel, build_model
+from ..models.panoptic import INFERENCE_OPTIONS
+from ..registry import TASKS
+from .build import class_source
 from .semantic import ImageOnly
 
-__all__ = ["PanopticModel", "PanopticTask", "build_panoptic_task", "OPTIONS"]
+__all__ = ["PanopticTask", "build_panoptic_task", "OPTIONS"]
 
 OPTIONS = {
+    **INFERENCE_OPTIONS,
     "crop_scale": Option([0.25, 1.0], "train RandomResizedCrop area range [min, max]"),
     "hflip": Option(0.5, "train horizontal-flip probability"),
-    "eval_resize": Option("shorter", "eval image resize: shorter (side = image_size), square, or none"),
-    "object_threshold": Option(0.8, "panoptic inference: min class score of a kept query"),
-    "mask_threshold": Option(0.5, "panoptic inference: sigmoid threshold of a query's own mask"),
-    "overlap_threshold": Option(0.8, "panoptic inference: min visible fraction of a query's mask"),
-    "min_area": Option(0, "panoptic inference: segments with fewer pixels become VOID (0 keeps all)"),
     "class_weight": Option(2.0, "loss and matching weight of the class cross-entropy"),
     "mask_weight": Option(5.0, "loss and matching weight of the sigmoid BCE on sampled points"),
     "dice_weight": Option(5.0, "loss and matching weight of the dice loss on sampled points"),
@@ -62,35 +59,26 @@ _VAL_DATA_KEYS = {"root", "format", "options", "val_split", "class_names", "num_
 _IGNORE = 255
 
 
-class PanopticModel(nn.Module):
-    """Backbone (+ adapters) and a Mask2Former head; ``forward((B, 3, H, W))`` -> the head's dict."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.backbone, self.head = backbone, head
-
-    def forward(self, images: torch.Tensor) -> dict:
-        return self.head(self.backbone.dense(images))
-
-    def set_class_names(self, names: list[str]) -> None:
-        self.head.set_class_names(names)
-
 
 class PanopticTask:
     """Implements `umgkit.engine.Task` for panoptic segmentation (see the module docstring)."""
 
     def __init__(self, *, model: PanopticModel, train_dataset, val_dataset, options: dict[str, Any],
-                 criterion: SetCriterion, image_mean=(0.0, 0.0, 0.0), image_std=(1.0, 1.0, 1.0),
-                 output_dir: str | Path | None = None) -> None:
+                 criterion: SetCriterion, output_dir: str | Path | None = None) -> None:
         self.model, self.train_dataset, self.val_dataset = model, train_dataset, val_dataset
         self.collate_fn = collate_dicts
         self.opts, self.criterion = options, criterion
-        self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
+        self.image_mean, self.image_std = model.preprocess.mean, model.preprocess.std
         self.output_dir = Path(output_dir) if output_dir else None
-        self.train_names = list(train_dataset.class_names)
-        val = val_dataset if val_dataset is not None else train_dataset
-        self.val_names, self.val_isthing = list(val.class_names), [bool(t) for t in val.thing_classes]
-        self.val_cat_ids = list(getattr(val, "label_to_cat_id", range(len(self.val_names))))
+        self.train_names = list(model.class_names)
+        self.train_isthing = list(model.thing_classes)
+        if val_dataset is not None:
+            self.val_names, self.val_isthing = list(val_dataset.class_names), [bool(t) for t in
+                                                                               val_dataset.thing_classes]
+            self.val_cat_ids = list(getattr(val_dataset, "label_to_cat_id", range(len(self.val_names))))
+        else:
+            self.val_names, self.val_isthing = self.train_names, self.train_isthing
+            self.val_cat_ids = list(model.category_ids)
 
     # ------------------------------------------------------------------ training
     def training_step(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
@@ -106,35 +94,30 @@ class PanopticTask:
                               labels)
 
     # ------------------------------------------------------------------ inference
-    @torch.no_grad()
     def predict(self, model: nn.Module, image: torch.Tensor, size: tuple[int, int]) -> dict[str, Any]:
-        """One image ``(3, h, w)`` -> ``{"panoptic": (ids (H, W), segments), "semantic": (K, H, W),
-        "instances": {...}}`` at ``size``, all from the same forward pass."""
-        out = model(image[None])
-        logits, masks = out["pred_logits"][0], out["pred_masks"][0]
-        o = self.opts
-        pan = panoptic_inference(logits, masks, size, self.val_isthing, o["object_threshold"],
-                                 o["mask_threshold"], o["overlap_threshold"], int(o["min_area"]))
-        return {"panoptic": pan, "semantic": semantic_inference(logits, masks, size),
-                "instances": instance_inference(logits, masks, size, self.val_isthing)}
+        """One image ``(3, h, w)`` -> the model's `PanopticModel.segment` at ``size`` (what ``umgkit
+        predict`` runs)."""
+        return model.segment(image, size)
 
     def _eval_names(self, model: nn.Module) -> nn.Module:
-        if getattr(model.head, "classifier_kind", "learned") == "open_vocab" and \
-                model.head.class_names != self.val_names:
+        """The model switched to the val class set (open vocabulary) and its thing / stuff split."""
+        if model.open_vocabulary and model.class_names != self.val_names:
             model.set_class_names(self.val_names)
+        model.thing_classes = list(self.val_isthing)
         return model
 
     def _restore_names(self, model: nn.Module) -> None:
-        if getattr(model.head, "classifier_kind", "learned") == "open_vocab":
+        if model.open_vocabulary:
             model.set_class_names(self.train_names)
+        model.thing_classes = list(self.train_isthing)
 
     def evaluate(self, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:
         """Per-image PQ counts ``(C, 4)`` and confusion matrices, gathered with ``gather_for_metrics`` (which
         drops the repeats Accelerate pads the last batch with) and summed on every process."""
         inner = self._eval_names(accelerator.unwrap_model(model))
         k = len(self.val_names)
-        if inner.head.num_classes != k:
-            raise ValueError(f"the head predicts {inner.head.num_classes} classes but the val set has {k}; a "
+        if len(inner.class_names) != k:
+            raise ValueError(f"the head predicts {len(inner.class_names)} classes but the val set has {k}; a "
                              "learned classifier needs the same class set (or use head option "
                              "classifier=open_vocab to evaluate on other class names).")
         device = accelerator.device
@@ -246,37 +229,36 @@ def _check(opts: dict[str, Any]) -> None:
 
 
 @TASKS.register("panoptic")
-def build_panoptic_task(cfg: RunConfig) -> PanopticTask:
-    """Panoptic segmentation on ``cfg.data`` with ``cfg.model`` (default head ``mask2former``)."""
+def build_panoptic_task(cfg: RunConfig, *, model: PanopticModel | None = None,
+                        train: bool = True) -> PanopticTask:
+    """Panoptic segmentation on ``cfg.data`` with ``model`` (default: `build_model` from ``cfg.model``, head
+    ``mask2former``, classes of the train split). ``train=False`` reads only the val split."""
     opts = parse_options("panoptic", OPTIONS, cfg.task_options)
     _check(opts)
-    backbone, _ = build_backbone(cfg.model)
-    mean, std, size = backbone.image_mean, backbone.image_std, cfg.data.image_size
-    train_tf = build_transforms("dense", train=True, image_size=size, mean=mean, std=std,
-                                scale=tuple(opts["crop_scale"]), hflip=float(opts["hflip"]))
-    train = build_dataset(cfg.data, cfg.data.train_split, train_tf, "coco_panoptic")
-    val = None
+    train_set = build_dataset(cfg.data, cfg.data.train_split, None, "coco_panoptic") if train else None
     val_cfg = dataclasses.replace(cfg.data, **(opts["val_data"] or {}))
-    if val_cfg.val_split:
-        resize = opts["eval_resize"] or "none"
-        if resize == "none":
-            eval_tf = JointTransform([v2.Normalize(mean=list(mean), std=list(std))])
-        else:
-            eval_tf = build_transforms("dense", train=False, image_size=size, mean=mean, std=std,
-                                       eval_resize=resize)
-        val = build_dataset(val_cfg, val_cfg.val_split, ImageOnly(eval_tf), "coco_panoptic")
-    for name, ds in (("train", train), ("val", val)):
+    val = build_dataset(val_cfg, val_cfg.val_split, None, "coco_panoptic") if val_cfg.val_split else None
+    for name, ds in (("train", train_set), ("val", val)):
         if ds is not None and not hasattr(ds, "thing_classes"):
             raise ValueError(f"task 'panoptic': the {name} reader '{cfg.data.format}' gives no "
                              "thing_classes; use a panoptic reader such as coco_panoptic.")
-    head = HEADS.build(cfg.model.head or "mask2former", backbone=backbone, num_classes=len(train.class_names),
-                       class_names=list(train.class_names), **cfg.model.head_options)
-    criterion = SetCriterion(num_classes=len(train.class_names), class_weight=float(opts["class_weight"]),
+    if model is None:
+        source = class_source(cfg, train_set, val)
+        model = build_model(cfg, source.class_names, thing_classes=source.thing_classes,
+                            category_ids=getattr(source, "label_to_cat_id", None))
+    pre = model.preprocess
+    if train_set is not None:
+        train_set.transform = build_transforms("dense", train=True, image_size=pre.image_size, mean=pre.mean,
+                                               std=pre.std, scale=tuple(opts["crop_scale"]),
+                                               hflip=float(opts["hflip"]))
+    if val is not None:
+        val.transform = ImageOnly(pre.transform())
+    k = len(model.class_names)
+    criterion = SetCriterion(num_classes=k, class_weight=float(opts["class_weight"]),
                              mask_weight=float(opts["mask_weight"]), dice_weight=float(opts["dice_weight"]),
                              no_object_weight=float(opts["no_object_weight"]),
                              num_points=int(opts["num_points"]),
                              oversample_ratio=float(opts["oversample_ratio"]),
                              importance_sample_ratio=float(opts["importance_sample_ratio"]))
-    return PanopticTask(model=PanopticModel(backbone, head), train_dataset=train, val_dataset=val,
-                        options=opts, criterion=criterion, image_mean=mean, image_std=std,
-                        output_dir=cfg.output_dir)
+    return PanopticTask(model=model, train_dataset=train_set, val_dataset=val, options=opts,
+                        criterion=criterion, output_dir=cfg.output_dir)

@@ -22,16 +22,15 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..config import DataConfig, Option, RunConfig, parse_options
+from ..data.build import build_dataset
 from ..data.collate import collate_dicts
 from ..data.transforms import build_transforms
-from ..heads.contrastive import ContrastiveHead
 from ..losses import clip_loss
 from ..metrics.retrieval import retrieval_metrics
-from ..registry import HEADS, TASKS
-from ._build import build_backbone, build_dataset
+from ..models import RetrievalModel, build_model
+from ..registry import TASKS
 
-__all__ = ["OPTIONS", "OneCaptionPerImage", "RetrievalModel", "RetrievalTask", "build_retrieval_task",
-           "split_options"]
+__all__ = ["OPTIONS", "OneCaptionPerImage", "RetrievalTask", "build_retrieval_task", "split_options"]
 
 OPTIONS = {
     "eval_captions_per_image": Option(5, "captions per image used in evaluation (positive int; null = all); "
@@ -73,36 +72,17 @@ class OneCaptionPerImage(Dataset):
         return item
 
 
-class RetrievalModel(nn.Module):
-    """Backbone (+ adapters) and contrastive head.
-
-    ``forward(images=(B, 3, H, W), texts=list[str] of length M)`` returns ``{"image": (B, D),
-    "text": (M, D), "logit_scale": ()}`` (embeddings L2-normalised; either input may be omitted).
-    """
-
-    def __init__(self, backbone: nn.Module, head: ContrastiveHead) -> None:
-        super().__init__()
-        self.backbone, self.head = backbone, head
-
-    def forward(self, images: torch.Tensor | None = None, texts: list[str] | None = None) -> dict:
-        out: dict[str, torch.Tensor] = {"logit_scale": self.head.logit_scale}
-        if images is not None:
-            out["image"] = self.head.image(self.backbone.encode_image(images))
-        if texts is not None:
-            out["text"] = self.head.text(self.backbone.encode_text(list(texts)))
-        return out
-
 
 class RetrievalTask:
     """Implements `umgkit.engine.Task` for image-text retrieval (see the module docstring)."""
 
-    def __init__(self, *, model: RetrievalModel, train_dataset: Dataset, val_dataset: Dataset | None,
-                 eval_captions_per_image: int | None = 5, image_mean=(0.0, 0.0, 0.0),
-                 image_std=(1.0, 1.0, 1.0)) -> None:
+    def __init__(self, *, model: RetrievalModel, train_dataset: Dataset | None, val_dataset: Dataset | None,
+                 eval_captions_per_image: int | None = 5) -> None:
         self.model, self.train_dataset, self.val_dataset = model, train_dataset, val_dataset
         self.collate_fn = collate_dicts
         self.eval_captions = eval_captions_per_image
-        self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
+        pre = getattr(model, "preprocess", None)  # any model with the RetrievalModel interface evaluates
+        self.image_mean, self.image_std = (pre.mean, pre.std) if pre is not None else ((0.0,) * 3, (1.0,) * 3)
 
     def training_step(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         out = model(images=batch["image"], texts=batch["caption"])
@@ -191,25 +171,22 @@ def _task_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 @TASKS.register("retrieval")
-def build_retrieval_task(cfg: RunConfig) -> RetrievalTask:
-    """Image-text retrieval on ``cfg.data`` with ``cfg.model`` (default head ``contrastive``)."""
+def build_retrieval_task(cfg: RunConfig, *, model: RetrievalModel | None = None,
+                         train: bool = True) -> RetrievalTask:
+    """Image-text retrieval on ``cfg.data`` with ``model`` (default: `build_model` from ``cfg.model``, head
+    ``contrastive``). ``train=False`` reads only the val split."""
     opts = _task_options(cfg.task_options)
-    with torch.random.fork_rng(devices=[]):  # seeded init (random backbones, adapters), global RNG untouched
-        torch.manual_seed(cfg.seed)
-        backbone, _ = build_backbone(cfg.model)
-        head = HEADS.build(cfg.model.head or "contrastive", backbone=backbone, **cfg.model.head_options)
-    mean, std = backbone.image_mean, backbone.image_std
-    size = cfg.data.image_size
-    train_tf = build_transforms("classification", train=True, image_size=size, mean=mean, std=std,
-                                scale=tuple(opts["crop_scale"]), hflip=0.0)
-    eval_tf = build_transforms("classification", train=False, image_size=size, mean=mean, std=std)
-    train = build_dataset(split_options(cfg.data, cfg.data.train_split), cfg.data.train_split, train_tf,
-                          "coco_captions")
-    val = None
+    model = model if model is not None else build_model(cfg)
+    pre = model.preprocess
+    train_set = val = None
+    if train:
+        train_tf = build_transforms("classification", train=True, image_size=pre.image_size, mean=pre.mean,
+                                    std=pre.std, scale=tuple(opts["crop_scale"]), hflip=0.0)
+        reader = build_dataset(split_options(cfg.data, cfg.data.train_split), cfg.data.train_split, train_tf,
+                               "coco_captions")
+        train_set = OneCaptionPerImage(reader, cfg.seed)
     if cfg.data.val_split:
-        val = build_dataset(split_options(cfg.data, cfg.data.val_split), cfg.data.val_split, eval_tf,
+        val = build_dataset(split_options(cfg.data, cfg.data.val_split), cfg.data.val_split, pre.transform(),
                             "coco_captions")
-    return RetrievalTask(model=RetrievalModel(backbone, head),
-                         train_dataset=OneCaptionPerImage(train, cfg.seed), val_dataset=val,
-                         eval_captions_per_image=opts["eval_captions_per_image"], image_mean=mean,
-                         image_std=std)
+    return RetrievalTask(model=model, train_dataset=train_set, val_dataset=val,
+                         eval_captions_per_image=opts["eval_captions_per_image"])

@@ -21,29 +21,24 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms import v2
 
 from ..config import Option, RunConfig, parse_options
+from ..data.build import build_dataset
 from ..data.collate import collate_dicts
-from ..data.transforms import JointTransform, build_transforms
+from ..data.transforms import build_transforms
 from ..metrics.segmentation import segmentation_confusion_matrix, segmentation_scores
-from ..registry import HEADS, TASKS
-from ._build import build_backbone, build_dataset
-from ._sliding import slide_inference, whole_inference
+from ..models import SemanticModel, build_model
+from ..models.semantic import INFERENCE_OPTIONS
+from ..registry import TASKS
+from .build import class_source
 
-__all__ = ["OPTIONS", "SemanticModel", "SemanticTask", "ImageOnly", "dice_loss",
-           "build_semantic_task"]
+__all__ = ["OPTIONS", "SemanticTask", "ImageOnly", "dice_loss", "build_semantic_task"]
 
 IGNORE = 255
 OPTIONS = {
+    **INFERENCE_OPTIONS,
     "reduce_zero_label": Option(None, "passed to the reader: label 0 becomes ignore (255) and the others "
                                       "shift down by one; null = the reader's default (ade20k: true)"),
-    "inference": Option("whole", "evaluation: whole (one forward per image) or slide (sliding windows)"),
-    "window": Option(None, "slide: window side (int or [h, w]); null = data.image_size"),
-    "stride": Option(None, "slide: window stride (int or [h, w]); null = 2/3 of the window"),
-    "pad": Option(False, "slide: pad images smaller than the window instead of shrinking the window"),
-    "eval_resize": Option("shorter", "evaluation image resize: shorter (shorter side to data.image_size), "
-                                     "square, or none (stored size); labels always keep their stored size"),
     "crop_scale": Option((0.25, 1.0), "train random-resized-crop area range [lo, hi]"),
     "hflip": Option(0.5, "train horizontal-flip probability"),
     "dice_weight": Option(0.0, "weight of a soft Dice loss added to the cross-entropy; 0 = off"),
@@ -56,20 +51,6 @@ OPTIONS = {
 }
 _VAL_DATA_KEYS = {"root", "format", "options", "val_split", "class_names", "num_classes"}
 
-
-class SemanticModel(nn.Module):
-    """Backbone (+ adapters) and head; ``forward((B, 3, H, W)) -> logits (B, K, H, W)``."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.backbone, self.head = backbone, head
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.backbone.dense(images))  # (B, K, H/4, W/4)
-        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
-
-    def set_class_names(self, names: list[str]) -> None:
-        self.head.set_class_names(names)
 
 
 class ImageOnly:
@@ -95,15 +76,12 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IG
 class SemanticTask:
     """Implements `umgkit.engine.Task` for semantic segmentation (see the module docstring)."""
 
-    def __init__(self, *, model: SemanticModel, train_dataset, val_dataset, options: dict[str, Any],
-                 image_size: int, image_mean=(0.0, 0.0, 0.0), image_std=(1.0, 1.0, 1.0)) -> None:
+    def __init__(self, *, model: SemanticModel, train_dataset, val_dataset, options: dict[str, Any]) -> None:
         self.model, self.train_dataset, self.val_dataset = model, train_dataset, val_dataset
         self.collate_fn = collate_dicts
         self.opts = options
-        self.window = options["window"] or image_size
-        self.stride = options["stride"] or max(1, (2 * _first(self.window)) // 3)
-        self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
-        self.train_names = list(train_dataset.class_names)
+        self.image_mean, self.image_std = model.preprocess.mean, model.preprocess.std
+        self.train_names = list(model.class_names)
         self.val_names = list(val_dataset.class_names) if val_dataset is not None else self.train_names
         weights = options["class_weights"]
         self.class_weights = None if weights is None else torch.tensor(weights, dtype=torch.float32)
@@ -125,14 +103,9 @@ class SemanticTask:
 
     # ------------------------------------------------------------------ inference
     def predict(self, model: nn.Module, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Logits ``(B, K, *size)`` for images ``(B, 3, h, w)``, by ``whole`` or ``slide`` inference."""
-        if self.opts["inference"] == "slide":
-            logits = slide_inference(model, image, self.window, self.stride, pad=self.opts["pad"])
-        else:
-            logits = whole_inference(model, image)
-        if tuple(logits.shape[-2:]) != tuple(size):
-            logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
-        return logits
+        """Logits ``(B, K, *size)`` for images ``(B, 3, h, w)``: the model's own inference
+        (`SemanticModel.segment`), the same call ``umgkit predict`` makes."""
+        return model.segment(image, size)
 
     def _pairs(self, batch: dict):
         """(images (b, 3, h, w), labels (b, H, W)) groups: the whole batch when stacked, else one by one."""
@@ -145,8 +118,7 @@ class SemanticTask:
 
     def _eval_names(self, model: nn.Module) -> nn.Module:
         """The unwrapped model, switched to the val class set when the head is open-vocabulary."""
-        if getattr(model.head, "classifier_kind", "learned") == "open_vocab" and \
-                model.head.class_names != self.val_names:
+        if model.open_vocabulary and model.class_names != self.val_names:
             model.set_class_names(self.val_names)
         return model
 
@@ -156,8 +128,8 @@ class SemanticTask:
         """
         inner = self._eval_names(accelerator.unwrap_model(model))
         k = len(self.val_names)
-        if inner.head.num_classes != k:
-            raise ValueError(f"the head predicts {inner.head.num_classes} classes but the val set has {k}; "
+        if len(inner.class_names) != k:
+            raise ValueError(f"the head predicts {len(inner.class_names)} classes but the val set has {k}; "
                              "a learned classifier needs the same class set (or use head option "
                              "classifier=open_vocab to evaluate on other class names).")
         total = torch.zeros(k, k, dtype=torch.int64, device=accelerator.device)
@@ -171,7 +143,7 @@ class SemanticTask:
                 stacked = torch.stack(mats) if mats else total.new_zeros(0, k, k)
                 total += accelerator.gather_for_metrics(stacked.to(total.device)).sum(0)
         finally:
-            if getattr(inner.head, "classifier_kind", "learned") == "open_vocab":
+            if inner.open_vocabulary:
                 inner.set_class_names(self.train_names)
         return segmentation_scores(total, self.val_names, per_class=bool(self.opts["per_class"]))
 
@@ -196,14 +168,10 @@ class SemanticTask:
                                            titles=["image", "ground truth", "prediction"],
                                            scale=max(1, 192 // max(size))))
         finally:
-            if getattr(model.head, "classifier_kind", "learned") == "open_vocab":
+            if model.open_vocabulary:
                 model.set_class_names(self.train_names)
         return paths
 
-
-
-def _first(value) -> int:
-    return int(value) if isinstance(value, int) else int(value[0])
 
 
 def _task_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -220,32 +188,27 @@ def _task_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 @TASKS.register("semantic")
-def build_semantic_task(cfg: RunConfig) -> SemanticTask:
-    """Semantic segmentation on ``cfg.data`` with ``cfg.model`` (default head ``semantic_fpn``)."""
+def build_semantic_task(cfg: RunConfig, *, model: SemanticModel | None = None,
+                        train: bool = True) -> SemanticTask:
+    """Semantic segmentation on ``cfg.data`` with ``model`` (default: `build_model` from ``cfg.model``, head
+    ``semantic_fpn``, classes of the train split). ``train=False`` reads only the val split."""
     opts = _task_options(cfg.task_options)
-    backbone, _ = build_backbone(cfg.model)
-    mean, std, size = backbone.image_mean, backbone.image_std, cfg.data.image_size
     rzl = opts["reduce_zero_label"]
     extra = {} if rzl is None else {"reduce_zero_label": bool(rzl)}  # else the reader's default
-    train_tf = build_transforms("dense", train=True, image_size=size, mean=mean, std=std,
-                                scale=tuple(opts["crop_scale"]), hflip=float(opts["hflip"]))
-    train = build_dataset(cfg.data, cfg.data.train_split, train_tf, "ade20k", **extra)
-    val = None
+    train_set = build_dataset(cfg.data, cfg.data.train_split, None, "ade20k", **extra) if train else None
     val_cfg = dataclasses.replace(cfg.data, **(opts["val_data"] or {}))
-    if val_cfg.val_split:
-        resize = opts["eval_resize"] or "none"
-        if resize == "none":  # normalise only: evaluate at the stored resolution
-            eval_tf = JointTransform([v2.Normalize(mean=list(mean), std=list(std))])
-        else:
-            eval_tf = build_transforms("dense", train=False, image_size=size, mean=mean, std=std,
-                                       eval_resize=resize)
-        val = build_dataset(val_cfg, val_cfg.val_split, ImageOnly(eval_tf), "ade20k", **extra)
+    val = build_dataset(val_cfg, val_cfg.val_split, None, "ade20k", **extra) if val_cfg.val_split else None
+    if model is None:
+        model = build_model(cfg, class_source(cfg, train_set, val).class_names)
+    pre = model.preprocess
+    if train_set is not None:
+        train_set.transform = build_transforms("dense", train=True, image_size=pre.image_size, mean=pre.mean,
+                                               std=pre.std, scale=tuple(opts["crop_scale"]),
+                                               hflip=float(opts["hflip"]))
+    if val is not None:
+        val.transform = ImageOnly(pre.transform())
     weights = opts["class_weights"]
-    if weights is not None and len(weights) != len(train.class_names):
+    if weights is not None and len(weights) != len(model.class_names):
         raise ValueError(f"task_options.class_weights has {len(weights)} entries for "
-                         f"{len(train.class_names)} classes; give one weight per class, in label order.")
-    head = HEADS.build(cfg.model.head or "semantic_fpn", backbone=backbone,
-                       num_classes=len(train.class_names), class_names=list(train.class_names),
-                       **cfg.model.head_options)
-    return SemanticTask(model=SemanticModel(backbone, head), train_dataset=train, val_dataset=val,
-                        options=opts, image_size=size, image_mean=mean, image_std=std)
+                         f"{len(model.class_names)} classes; give one weight per class, in label order.")
+    return SemanticTask(model=model, train_dataset=train_set, val_dataset=val, options=opts)

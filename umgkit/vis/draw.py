@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-__all__ = ["colour_for", "draw_boxes", "overlay_labels", "panoptic_colours", "save_grid", "to_rgb"]
+__all__ = ["add_legend", "colour_for", "draw_boxes", "overlay_labels", "panoptic_colours", "save_grid",
+           "to_rgb"]
 
 IGNORE = 255
 
@@ -66,6 +67,25 @@ def draw_boxes(image: np.ndarray, boxes: Sequence[Sequence[float]], labels: Sequ
             draw.rectangle([left, top, right, bottom], fill=colour)
             draw.text((x1, y1), text, fill=(0, 0, 0))
     return np.asarray(pil)
+
+
+def add_legend(image: np.ndarray, entries: Sequence[tuple[str, int]], scale: int = 1) -> np.ndarray:
+    """``image`` (upscaled ``scale`` times, nearest) with a legend column on its right: one colour swatch
+    (``colour_for(index)``) and name per ``(name, index)`` entry; returns a new array."""
+    pil = Image.fromarray(image.astype(np.uint8))
+    if scale > 1:
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    probe = ImageDraw.Draw(pil)
+    row = 14
+    width = max([probe.textbbox((0, 0), name)[2] for name, _ in entries] + [0]) + 24
+    canvas = Image.new("RGB", (pil.width + width, max(pil.height, row * len(entries) + 4)), (255, 255, 255))
+    canvas.paste(pil, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, (name, index) in enumerate(entries):
+        y = 2 + i * row
+        draw.rectangle([pil.width + 4, y + 1, pil.width + 14, y + 11], fill=colour_for(int(index)))
+        draw.text((pil.width + 18, y), name, fill=(0, 0, 0))
+    return np.asarray(canvas)
 
 
 def save_grid(images: Sequence[np.ndarray], path: str | Path, columns: int = 4, titles: Sequence[str] = (),

@@ -1,0 +1,168 @@
+"""The Predictor and `umgkit predict`: inputs of every kind, new vocabularies, zero-shot configs, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from umgkit.backbones import create_backbone
+from umgkit.backbones.umg import save_umg_checkpoint
+from umgkit.cli import main
+from umgkit.errors import ModelError
+from umgkit.models import Predictor, load_model
+
+
+def _val_images(world: Path) -> list[Path]:
+    return sorted((world / "ade" / "images" / "validation").glob("*.png"))
+
+
+def test_paths_pil_images_arrays_and_tensors_give_the_same_prediction(semantic_run, small_world):
+    predictor = Predictor.from_pretrained(semantic_run, batch_size=1)
+    path = _val_images(small_world)[0]
+    pil = Image.open(path).convert("RGB")
+    array = np.asarray(pil)
+    inputs = [str(path), pil, array, torch.from_numpy(array.copy()).permute(2, 0, 1)]  # uint8 tensor
+    maps = [p.label_map for p in predictor(inputs)]
+    for other in maps[1:]:
+        assert np.array_equal(maps[0], other)
+    assert maps[0].shape == array.shape[:2]
+
+
+def test_new_class_names_change_the_output_classes(semantic_run, small_world, tmp_path):
+    images = small_world / "ade" / "images" / "validation"
+    assert main(["predict", str(semantic_run), str(images), "--out", str(tmp_path / "a"),
+                 "--classes", "sky,grass"]) == 0
+    summary = json.loads((tmp_path / "a" / "predictions.json").read_text())
+    assert summary["class_names"] == ["sky", "grass"]
+    values = set()
+    for png in (tmp_path / "a" / "labels").glob("*.png"):
+        values |= set(np.unique(np.asarray(Image.open(png))).tolist())
+    assert values <= {0, 1} and values  # two classes in, only their indices out
+    assert all(set(img["areas"]) <= {"sky", "grass"} for img in summary["images"])
+    # the trained vocabulary is untouched for a predictor built without --classes
+    names = json.loads((semantic_run / "model" / "class_names.json").read_text())
+    assert Predictor.from_pretrained(semantic_run).class_names == names and len(names) > 2
+
+
+def test_learned_head_takes_only_as_many_names_as_it_has_classes(small_world, tmp_path, capsys):
+    run = tmp_path / "learned"
+    assert main(["train", str(Path(__file__).resolve().parents[2] / "configs" / "demo" / "semantic.yaml"),
+                 f"output_dir={run}", "data.synthetic.out=", f"data.root={small_world / 'ade'}",
+                 "train.max_steps=1", "train.progress=false", "data.batch_size=4", "data.val_split="]) == 0
+    names = json.loads((run / "model" / "class_names.json").read_text())
+    image = str(_val_images(small_world)[0])
+    capsys.readouterr()
+    assert main(["predict", str(run), image, "--out", str(tmp_path / "p"), "--classes", "a,b,c"]) == 2
+    err = capsys.readouterr().err
+    assert "closed-vocabulary" in err and f"exactly {len(names)} names" in err and "Traceback" not in err
+    renamed = [f"class {i}" for i in range(len(names))]  # the same count relabels the outputs
+    [pred] = Predictor.from_pretrained(run)([image], classes=renamed)
+    assert pred.class_names == renamed
+
+
+def test_text_init_classification_and_pixel_text_segmentation_zero_shot_from_a_config(small_world, tmp_path):
+    backbone_dir = save_umg_checkpoint(create_backbone("umg:tiny"), tmp_path / "backbone")
+    configs = Path(__file__).resolve().parents[2] / "configs" / "zeroshot"
+    classes = ["circle", "square", "sky"]
+    for name, images in (("classification", small_world / "imagefolder" / "val"),
+                         ("semantic", small_world / "ade" / "images" / "validation")):
+        out = tmp_path / name
+        assert main(["predict", str(configs / f"{name}.yaml"), str(images / "**" / "*.png"), "--out",
+                     str(out), "--classes", ",".join(classes), "--set",
+                     f"model.backbone=umg:{backbone_dir}"]) == 0
+        if name == "classification":
+            rows = [json.loads(ln) for ln in (out / "predictions.jsonl").read_text().splitlines()]
+            assert len(rows) == 4 and all(set(r["labels"]) == set(classes) for r in rows)  # top-k of 3
+        else:
+            assert json.loads((out / "predictions.json").read_text())["class_names"] == classes
+            assert len(list((out / "labels").glob("*.png"))) == 4
+
+
+def test_text_init_head_rows_are_reencoded_for_new_names(small_world, tmp_path):
+    from umgkit.config import load_config
+    from umgkit.heads.classification import text_classifier_weights
+
+    backbone_dir = save_umg_checkpoint(create_backbone("umg:tiny"), tmp_path / "backbone")
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "zeroshot" / "classification.yaml",
+                      [f"model.backbone=umg:{backbone_dir}"])
+    predictor = Predictor(cfg, class_names=["circle", "square"])
+    predictor.set_classes(["star", "ring", "cross"])
+    head = predictor.model.head
+    expected = text_classifier_weights(predictor.model.backbone, ["star", "ring", "cross"], ["a {}"])
+    torch.testing.assert_close(head.weight.detach(), expected)
+
+
+def test_skip_bad_lists_unreadable_images_and_predicts_the_rest(semantic_run, small_world, tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_text("not an image")
+    good = [str(p) for p in _val_images(small_world)]
+    assert main(["predict", str(semantic_run), str(bad), *good, "--out", str(tmp_path / "p"),
+                 "--skip-bad"]) == 0
+    captured = capsys.readouterr()
+    assert f"skipped {bad}" in captured.err
+    assert len(list((tmp_path / "p" / "labels").glob("*.png"))) == len(good)
+
+
+def test_a_checkpoint_of_an_unfinished_run_loads_and_a_bare_model_folder_refuses(semantic_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(semantic_run, run)
+    info = json.loads((run / "model" / "model.json").read_text())
+    (run / "model" / "model.json").write_text(json.dumps(dict(info, complete=False)))  # as while training
+    with pytest.raises(ModelError, match="has not finished"):
+        load_model(run)
+    checkpoint = sorted((run / "checkpoints").iterdir())[-1]
+    model = load_model(checkpoint)
+    reference = load_model(semantic_run)
+    for (name, a), (_, b) in zip(model.named_parameters(), reference.named_parameters(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_a_changed_backbone_file_is_refused(small_world, tmp_path):
+    backbone_dir = save_umg_checkpoint(create_backbone("umg:tiny"), tmp_path / "backbone")
+    run = tmp_path / "run"
+    assert main(["train", str(Path(__file__).resolve().parents[2] / "configs" / "demo" / "semantic.yaml"),
+                 f"output_dir={run}", "data.synthetic.out=", f"data.root={small_world / 'ade'}",
+                 f"model.backbone=umg:{backbone_dir}", "train.max_steps=1", "train.progress=false",
+                 "data.batch_size=4", "data.val_split="]) == 0
+    load_model(run)  # loads while the file is the one trained on
+    torch.manual_seed(1)
+    save_umg_checkpoint(create_backbone("umg:tiny"), backbone_dir)  # other weights under the same name
+    with pytest.raises(ModelError, match="differ from those"):
+        load_model(run)
+
+
+BAD_INPUTS = [
+    ("missing run folder", ["eval", "{tmp}/nowhere"], "does not exist"),
+    ("run without a model folder", ["eval", "{tmp}/bare_run"], "has no model folder"),
+    ("undecodable image", ["predict", "{run}", "{tmp}/broken.png", "--out", "{tmp}/p"], "broken.png"),
+    ("unknown --classes-file", ["predict", "{run}", "{image}", "--out", "{tmp}/p", "--classes-file",
+                                "{tmp}/no_classes.txt"], "no_classes.txt"),
+    ("empty --classes", ["predict", "{run}", "{image}", "--out", "{tmp}/p", "--classes", " , "],
+     "names no class"),
+    ("pattern matching nothing", ["predict", "{run}", "{tmp}/*.jpeg", "--out", "{tmp}/p"], "matches no file"),
+]
+
+
+@pytest.mark.parametrize(("case", "argv", "named"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_is_one_clear_error_with_exit_code_2(semantic_run, small_world, tmp_path, case, argv,
+                                                       named):
+    (tmp_path / "bare_run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "bare_run" / "config.yaml").write_text("task: semantic\n")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    fill = {"tmp": str(tmp_path), "run": str(semantic_run), "image": str(_val_images(small_world)[0])}
+    args = [a.format(**fill) for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "umgkit.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]  # (a progress bar may precede it)
+    assert len(errors) == 1 and named in errors[0], proc.stderr

@@ -1,0 +1,96 @@
+"""`TaskModel`: backbone (+ adapter) and head for one task, with everything needed to use it alone.
+
+A model keeps its `Adapter` handle, class names, preprocessing and the run config it was built from, so
+it can be saved as a model folder, evaluated, or run on new images without its training data. Subclasses
+(one per task) add the forward pass and the task's inference (sliding windows, panoptic merging, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from torch import nn
+
+from ..config import Option
+from ..errors import ModelError
+from .preprocess import Preprocess
+
+__all__ = ["TaskModel", "OPEN_VOCAB_KINDS", "inference_options"]
+
+OPEN_VOCAB_KINDS = ("open_vocab", "region_embed", "text_init", "pixel_text")
+
+
+def inference_options(declared: Mapping[str, Option], given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The declared inference options out of a task's ``task_options`` (defaults where absent).
+
+    Only these keys are read here; the task validates the whole mapping when it is built.
+    """
+    given = dict(given or {})
+    return {name: given.get(name, option.default) for name, option in declared.items()}
+
+
+class TaskModel(nn.Module):
+    """``backbone`` (frozen, adapter applied in place) + ``head``; see the module docstring.
+
+    ``thing_classes`` (panoptic) and ``category_ids`` (COCO category id per label, detection / panoptic)
+    are per-class metadata the predictions are written with; both follow `set_class_names`.
+    """
+
+    task: ClassVar[str] = ""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, *, preprocess: Preprocess | None = None,
+                 class_names: Sequence[str] = (), adapter: Any = None, config: Any = None,
+                 thing_classes: Sequence[bool] | None = None,
+                 category_ids: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        self.adapter = adapter  # umgkit.adapters.Adapter: save / merge the PET method
+        # default: the backbone's normalisation at 224 px (`build_model` always sets the task's own)
+        self.preprocess = preprocess or Preprocess(224, getattr(backbone, "image_mean", (0.0, 0.0, 0.0)),
+                                                   getattr(backbone, "image_std", (1.0, 1.0, 1.0)))
+        self.config = config  # the RunConfig the model was built from
+        self.class_names = list(class_names)
+        self.thing_classes = None if thing_classes is None else [bool(t) for t in thing_classes]
+        self.category_ids = None if category_ids is None else [int(c) for c in category_ids]
+
+    @property
+    def classifier_kind(self) -> str:
+        return getattr(self.head, "classifier_kind", "learned")
+
+    @property
+    def open_vocabulary(self) -> bool:
+        """Whether new class names can be given at inference (the text tower re-encodes them)."""
+        return self.classifier_kind in OPEN_VOCAB_KINDS
+
+    def set_class_names(self, names: Sequence[str]) -> None:
+        """Use ``names`` as the vocabulary: re-encoded for an open-vocabulary head; for a learned head the
+        count must equal the head's classes (the names then only relabel its outputs)."""
+        names = [str(n).strip() for n in names]
+        if not names or any(not n for n in names):
+            raise ModelError(f"class names {names!r}: give at least one non-empty name.")
+        if names == self.class_names:
+            return
+        if not self.open_vocabulary:
+            self._relabel(names)
+            return
+        self.head.set_class_names(names)
+        old_thing = dict(zip(self.class_names, self.thing_classes or [], strict=False))
+        if self.thing_classes is not None:
+            self.thing_classes = [old_thing.get(n, True) for n in names]  # unknown names: countable things
+        if self.category_ids is not None:
+            old_ids = dict(zip(self.class_names, self.category_ids, strict=False))
+            self.category_ids = (list(range(1, len(names) + 1)) if any(n not in old_ids for n in names)
+                                 else [old_ids[n] for n in names])
+        self.class_names = names
+
+    def _relabel(self, names: list[str]) -> None:
+        """A learned head keeps its outputs; names (and their per-class metadata) stay index-aligned."""
+        if len(names) != len(self.class_names):
+            shown = ", ".join(self.class_names[:8]) + (", ..." if len(self.class_names) > 8 else "")
+            raise ModelError(
+                f"this {self.task} model has a learned (closed-vocabulary) '{self.classifier_kind}' "
+                f"classifier over {len(self.class_names)} classes ({shown}); {len(names)} class names were "
+                f"given. Give exactly {len(self.class_names)} names to relabel its outputs, or train with an "
+                f"open-vocabulary head to name new classes.")
+        self.class_names = names

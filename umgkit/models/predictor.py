@@ -1,0 +1,291 @@
+"""`Predictor`: a model plus its preprocessing and post-processing, called on files, PIL images or tensors.
+
+``umgkit predict``, ``umgkit eval`` (through the tasks, which call the same model methods), the demo's
+pictures and the app all run a model this way, so their numbers agree.
+
+Example:
+    >>> predictor = Predictor.from_pretrained("runs/semantic")  # doctest: +SKIP
+    >>> [pred] = predictor(["street.png"], classes=["road", "car", "tree"])  # doctest: +SKIP
+    >>> pred.areas(), pred.save("preds/")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data._images import BadSampleError, load_image
+from ..data.classification import IMAGE_EXTENSIONS
+from ..errors import ModelError
+from .base import TaskModel
+from .results import (
+    ClassificationPrediction,
+    DetectionPrediction,
+    PanopticPrediction,
+    Prediction,
+    RetrievalPrediction,
+    SemanticPrediction,
+    write_predictions,
+)
+
+__all__ = ["Predictor", "expand_inputs"]
+
+ImageInput = str | os.PathLike | Image.Image | torch.Tensor | np.ndarray
+
+
+class Predictor:
+    """Runs ``model`` on images; see the module docstring.
+
+    ``top_k`` (classification) is the number of labels kept per image; ``batch_size`` images go through the
+    model at once (default: the config's ``data.eval_batch_size``, as evaluation batches; dense tasks batch
+    only images of one size, as evaluation does).
+    """
+
+    def __init__(self, model: TaskModel | Any, *, class_names: Sequence[str] | None = None,
+                 device: str | torch.device | None = None, batch_size: int | None = None,
+                 top_k: int = 5) -> None:
+        if not isinstance(model, TaskModel):  # a RunConfig: a model with no training (zero-shot heads)
+            from .build import build_model
+
+            model = build_model(model, class_names)
+        elif class_names is not None:
+            model.set_class_names(class_names)
+        self.device = torch.device(device) if device is not None else _default_device()
+        self.model = model.eval().to(self.device)
+        self.transform = model.preprocess.transform()
+        data = getattr(model.config, "data", None)
+        default = (data.eval_batch_size or data.batch_size) if data is not None else 8
+        self.batch_size, self.top_k = int(batch_size or default), int(top_k)
+        if self.batch_size < 1 or self.top_k < 1:
+            raise ModelError(f"batch_size={self.batch_size} and top_k={self.top_k} must be >= 1.")
+        self.skipped: list[tuple[str, str]] = []  # (input, reason) of the last call with skip_bad
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, *, overrides: Iterable[str] = (),
+                        class_names: Sequence[str] | None = None, **kwargs: Any) -> Predictor:
+        """From a run folder, a model folder, a checkpoint folder, or a config file (zero-shot: the model is
+        built untrained, e.g. a ``text_init`` classifier on a pretrained backbone; give ``class_names``)."""
+        from .folder import load_model, resolve_model_source
+
+        source = resolve_model_source(path)
+        if source.kind == "config":
+            from ..config import load_config
+
+            cfg = load_config(source.path, list(overrides))
+            return cls(cfg, class_names=class_names or _config_class_names(cfg), **kwargs)
+        return cls(load_model(path, overrides=overrides), class_names=class_names, **kwargs)
+
+    @property
+    def task(self) -> str:
+        return self.model.task
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.model.class_names)
+
+    def set_classes(self, names: Sequence[str]) -> None:
+        """New vocabulary for every later call (open-vocabulary heads re-encode only the text)."""
+        self.model.set_class_names(names)
+
+    # ------------------------------------------------------------------------------------------------ call
+    @torch.no_grad()
+    def __call__(self, inputs: ImageInput | Sequence[ImageInput], *, classes: Sequence[str] | None = None,
+                 texts: Sequence[str] | None = None, skip_bad: bool = False,
+                 progress: bool = False) -> list[Prediction]:
+        """One prediction per readable input, in input order. Paths may be files, folders (their images,
+        sorted) or glob patterns. ``classes`` changes the vocabulary first (`set_classes`); ``texts`` are
+        the queries of a retrieval model. Unreadable images raise, or with ``skip_bad`` are left out and
+        listed in ``self.skipped``."""
+        if classes is not None:
+            self.set_classes(classes)
+        if self.task == "retrieval" and not texts:
+            raise ModelError("a retrieval model ranks texts against images: give texts=[...] (--texts).")
+        items = expand_inputs(inputs)
+        ids = _image_ids(items)
+        self.skipped = []
+        loaded = []  # (source, image_id, rgb uint8 (H, W, 3), model input (3, h, w))
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(items), desc=f"predict {self.task}", disable=not progress, dynamic_ncols=True)
+        out: list[Prediction] = []
+        text_emb = None
+        if texts:
+            text_emb = self.model(texts=list(texts))["text"].float() if self.task == "retrieval" else None
+        for index, item in enumerate(items):
+            try:
+                source, image = _read(item, index)
+            except BadSampleError as err:
+                if not skip_bad:
+                    bar.close()
+                    raise ModelError(f"{err} (predict: pass skip_bad=True / --skip-bad to list such images "
+                                     "and predict the rest)") from err
+                self.skipped.append((str(item), str(err)))
+                bar.update(1)
+                continue
+            model_input = self.transform({"image": image})["image"]
+            rgb = (image.permute(1, 2, 0) * 255).round().byte().numpy()
+            loaded.append((source, ids[index], rgb, model_input))
+            if len(loaded) == self.batch_size:
+                out += self._run(loaded, texts, text_emb)
+                bar.update(len(loaded))
+                loaded = []
+        if loaded:
+            out += self._run(loaded, texts, text_emb)
+            bar.update(len(loaded))
+        bar.close()
+        return out
+
+    def predict_to(self, inputs: ImageInput | Sequence[ImageInput], directory: str | os.PathLike,
+                   **kwargs: Any) -> tuple[list[Prediction], list[Path]]:
+        """`__call__` then `write_predictions` into ``directory``; returns the predictions and the files."""
+        preds = self(inputs, **kwargs)
+        m = self.model
+        files = write_predictions(preds, directory, class_names=m.class_names, category_ids=m.category_ids,
+                                  thing_classes=m.thing_classes, texts=kwargs.get("texts") or ())
+        return preds, files
+
+    # ------------------------------------------------------------------------------------------------ tasks
+    def _run(self, batch: list, texts, text_emb) -> list[Prediction]:
+        return getattr(self, f"_{self.task}")(batch, texts=texts, text_emb=text_emb)
+
+    def _groups(self, batch: list):
+        """Runs of consecutive items whose input and stored sizes agree (stackable, one output size)."""
+        group = [batch[0]]
+        for item in batch[1:]:
+            if item[3].shape == group[0][3].shape and item[2].shape == group[0][2].shape:
+                group.append(item)
+            else:
+                yield group
+                group = [item]
+        yield group
+
+    def _classification(self, batch: list, **_: Any) -> list[Prediction]:
+        names = self.model.class_names
+        images = torch.stack([b[3] for b in batch]).to(self.device)
+        probs = self.model(images=images).float().softmax(-1).cpu()
+        top = probs.topk(min(self.top_k, probs.shape[1]), dim=1)
+        return [ClassificationPrediction(src, iid, rgb, names, labels=[names[i] for i in idx.tolist()],
+                                         label_ids=idx.tolist(), scores=[round(v, 6) for v in val.tolist()])
+                for (src, iid, rgb, _), idx, val in zip(batch, top.indices, top.values, strict=True)]
+
+    def _retrieval(self, batch: list, texts, text_emb, **_: Any) -> list[Prediction]:
+        images = torch.stack([b[3] for b in batch]).to(self.device)
+        emb = self.model(images=images)["image"].float()  # (B, D)
+        sims = (emb @ text_emb.t()).cpu()  # (B, T)
+        out = []
+        for (src, iid, rgb, _), row, e in zip(batch, sims, emb.cpu(), strict=True):
+            order = row.argsort(descending=True, stable=True).tolist()
+            out.append(RetrievalPrediction(src, iid, rgb, [], embedding=e.numpy(),
+                                           texts=[texts[i] for i in order],
+                                           text_scores=[round(float(row[i]), 6) for i in order],
+                                           text_embeddings=text_emb.cpu().numpy()))
+        return out
+
+    def _semantic(self, batch: list, **_: Any) -> list[Prediction]:
+        out = []
+        for group in self._groups(batch):
+            images = torch.stack([b[3] for b in group]).to(self.device)
+            size = group[0][2].shape[:2]
+            labels = self.model.segment(images, size).argmax(1).cpu().numpy()
+            out += [SemanticPrediction(src, iid, rgb, self.model.class_names, label_map=lab)
+                    for (src, iid, rgb, _), lab in zip(group, labels, strict=True)]
+        return out
+
+    def _panoptic(self, batch: list, **_: Any) -> list[Prediction]:
+        out = []
+        for src, iid, rgb, image in batch:
+            ids, segments = self.model.segment(image.to(self.device), rgb.shape[:2])["panoptic"]
+            out.append(PanopticPrediction(src, iid, rgb, self.model.class_names,
+                                          segment_ids=ids.cpu().numpy(), segments=segments,
+                                          category_ids=list(self.model.category_ids)))
+        return out
+
+    def _detection(self, batch: list, **_: Any) -> list[Prediction]:
+        out = []
+        for group in self._groups(batch):
+            images = torch.stack([b[3] for b in group]).to(self.device)
+            sizes = [tuple(b[2].shape[:2]) for b in group]
+            detections = self.model(images, original_sizes=sizes)
+            for (src, iid, rgb, _), det in zip(group, detections, strict=True):
+                masks = self.model.binary_masks(det)
+                out.append(DetectionPrediction(
+                    src, iid, rgb, self.model.class_names, boxes=det["boxes"].cpu().numpy(),
+                    scores=det["scores"].cpu().numpy(), label_ids=det["labels"].cpu().numpy(),
+                    masks=None if masks is None else masks.cpu().numpy(),
+                    category_ids=list(self.model.category_ids)))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def expand_inputs(inputs: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
+    """Folders become their image files (sorted), globs their matches; other inputs pass through."""
+    if isinstance(inputs, (str, os.PathLike, Image.Image, torch.Tensor, np.ndarray)):
+        inputs = [inputs]
+    out: list[ImageInput] = []
+    for item in inputs:
+        if not isinstance(item, (str, os.PathLike)):
+            out.append(item)
+            continue
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise ModelError(f"{path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+            out += [str(p) for p in found]
+        elif not path.exists() and any(ch in str(item) for ch in "*?["):
+            matches = sorted(glob.glob(str(path), recursive=True))
+            if not matches:
+                raise ModelError(f"the pattern {item} matches no file.")
+            out += matches
+        else:
+            out.append(str(path))  # a missing file is reported when it is read (or skipped)
+    if not out:
+        raise ModelError("no input images were given.")
+    return out
+
+
+def _image_ids(items: list[ImageInput]) -> list[int]:
+    """COCO-style ids: every file stem when all are distinct digit strings (COCO names), else 1..N."""
+    stems = [Path(str(i)).stem if isinstance(i, (str, os.PathLike)) else "" for i in items]
+    if all(s.isdigit() for s in stems) and len({int(s) for s in stems}) == len(stems):
+        return [int(s) for s in stems]
+    return list(range(1, len(items) + 1))
+
+
+def _read(item: ImageInput, index: int) -> tuple[str, torch.Tensor]:
+    """``(name, (3, H, W) float in [0, 1])`` from a path, a PIL image, an array or a tensor."""
+    if isinstance(item, (str, os.PathLike)):
+        return str(item), load_image(item)
+    name = f"image_{index}"
+    if isinstance(item, Image.Image):
+        item = np.asarray(item.convert("RGB"))
+    if isinstance(item, np.ndarray):
+        if item.ndim != 3 or item.shape[2] != 3:
+            raise ModelError(f"input {index}: an array image must be (H, W, 3) RGB, got {item.shape}.")
+        pixels = torch.from_numpy(np.array(item)).permute(2, 0, 1).float()  # a copy: arrays may be read-only
+        return name, pixels.div(255.0) if item.dtype == np.uint8 else pixels
+    if isinstance(item, torch.Tensor):
+        if item.dim() != 3 or item.shape[0] != 3:
+            raise ModelError(f"input {index}: a tensor image must be (3, H, W), got {tuple(item.shape)}.")
+        t = item.detach().cpu()
+        return name, t.float().div(255.0) if t.dtype == torch.uint8 else t.float()
+    raise ModelError(f"input {index} is a {type(item).__name__}; give paths, PIL images, arrays or tensors.")
+
+
+def _config_class_names(cfg: Any) -> list[str] | None:
+    if cfg.data.class_names:
+        from ..data._images import read_lines
+
+        return read_lines(Path(cfg.data.class_names))
+    return None
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,263 @@
+"""Typed predictions of the `Predictor`: one per image, each can ``save(dir)``, ``draw()`` and ``to_json()``.
+
+`write_predictions` writes a whole call's predictions in the formats other tools read: classification
+``predictions.jsonl``; retrieval ``image_to_text.jsonl`` / ``text_to_image.jsonl``; semantic label PNGs
+(``labels/<stem>.png``, pixel value = class index); panoptic COCO panoptic PNGs + ``panoptic.json``; detection
+a COCO results list ``detections.json`` (boxes XYWH, RLE masks) + ``images.json`` (ids, sizes, categories).
+Every image also gets ``overlays/<stem>.png`` with a legend (not for retrieval).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .._io import atomic_write, atomic_write_text
+
+__all__ = ["Prediction", "ClassificationPrediction", "RetrievalPrediction", "SemanticPrediction",
+           "PanopticPrediction", "DetectionPrediction", "write_predictions"]
+
+
+@dataclass
+class Prediction:
+    """What every prediction carries: the input's name, its COCO-style id, the RGB picture, the
+    vocabulary."""
+
+    source: str  # file path, or "image_<i>" for in-memory inputs
+    image_id: int  # the file stem as an int when every stem is digits (COCO names), else 1..N in input order
+    image: np.ndarray = field(repr=False)  # (H, W, 3) uint8, the input as read
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def stem(self) -> str:
+        return Path(self.source).stem
+
+    def draw(self) -> np.ndarray:
+        return self.image
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.source, "image_id": self.image_id}
+
+    def save(self, directory: str | Path) -> list[Path]:
+        """This image's files under ``directory`` (the per-image part of `write_predictions`)."""
+        return [_save_png(self.draw(), Path(directory) / "overlays" / f"{self.stem}.png")]
+
+
+@dataclass
+class ClassificationPrediction(Prediction):
+    labels: list[str] = field(default_factory=list)  # top-k names, best first
+    label_ids: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)  # softmax probabilities
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "labels": self.labels, "label_ids": self.label_ids,
+                "scores": self.scores}
+
+    def draw(self) -> np.ndarray:
+        from ..vis import add_legend
+
+        entries = [(f"{n} {s:.2f}", i)
+                   for n, i, s in zip(self.labels, self.label_ids, self.scores, strict=True)]
+        return add_legend(self.image, entries, scale=_scale(self.image))
+
+
+@dataclass
+class RetrievalPrediction(Prediction):
+    embedding: np.ndarray | None = field(default=None, repr=False)  # (D,) L2-normalised image embedding
+    texts: list[str] = field(default_factory=list)  # the query texts, ranked best first for this image
+    text_scores: list[float] = field(default_factory=list)  # cosine similarity of each ranked text
+    text_embeddings: np.ndarray | None = field(default=None, repr=False)  # (T, D) of the call's texts
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "texts": self.texts, "scores": self.text_scores}
+
+    def save(self, directory: str | Path) -> list[Path]:
+        return []
+
+
+@dataclass
+class SemanticPrediction(Prediction):
+    label_map: np.ndarray | None = field(default=None, repr=False)  # (H, W) class index per pixel
+
+    def areas(self) -> dict[str, float]:
+        """Share of the image's pixels per predicted class (classes present only)."""
+        counts = np.bincount(self.label_map.reshape(-1), minlength=len(self.class_names))
+        return {self.class_names[i]: float(c) / self.label_map.size for i, c in enumerate(counts) if c}
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "labels": f"labels/{self.stem}.png", "areas": self.areas()}
+
+    def draw(self) -> np.ndarray:
+        from ..vis import add_legend, overlay_labels
+
+        present = [int(i) for i in np.unique(self.label_map)]
+        return add_legend(overlay_labels(self.image, self.label_map),
+                          [(self.class_names[i], i) for i in present], scale=_scale(self.image))
+
+    def save(self, directory: str | Path) -> list[Path]:
+        dtype = np.uint8 if len(self.class_names) <= 255 else np.uint16
+        path = _save_png(self.label_map.astype(dtype), Path(directory) / "labels" / f"{self.stem}.png")
+        return [path, *super().save(directory)]
+
+
+@dataclass
+class PanopticPrediction(Prediction):
+    segment_ids: np.ndarray | None = field(default=None, repr=False)  # (H, W), 0 = VOID, segments from 1
+    segments: list[dict] = field(default_factory=list)  # {"id", "category_id" (label), "isthing", "score"}
+    category_ids: list[int] = field(default_factory=list)  # COCO category id per label
+
+    def segments_info(self) -> list[dict]:
+        """COCO panoptic ``segments_info`` (category ids, areas, bounding boxes)."""
+        out = []
+        for s in self.segments:
+            ys, xs = np.nonzero(self.segment_ids == s["id"])
+            if not len(xs):
+                continue
+            x0, y0 = int(xs.min()), int(ys.min())
+            out.append({"id": int(s["id"]), "category_id": int(self.category_ids[s["category_id"]]),
+                        "label": self.class_names[s["category_id"]], "isthing": int(bool(s["isthing"])),
+                        "score": float(s["score"]), "area": int(len(xs)),
+                        "bbox": [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1]})
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"image_id": self.image_id, "file_name": f"{self.stem}.png",
+                "segments_info": self.segments_info()}
+
+    def draw(self) -> np.ndarray:
+        from ..vis import add_legend, panoptic_colours
+
+        labels = {s["id"]: s["category_id"] for s in self.segments}
+        colours = panoptic_colours(self.segment_ids, {k: v + 1 for k, v in labels.items()})
+        blend = (0.5 * self.image + 0.5 * colours).astype(np.uint8)
+        blend[self.segment_ids == 0] = self.image[self.segment_ids == 0]
+        present = sorted(set(labels.values()))
+        return add_legend(blend, [(self.class_names[i], (i + 1) * 3) for i in present],
+                          scale=_scale(self.image))
+
+    def save(self, directory: str | Path) -> list[Path]:
+        from ..metrics.panoptic import write_panoptic_png
+
+        path = write_panoptic_png(self.segment_ids, Path(directory) / "panoptic" / f"{self.stem}.png")
+        return [path, *super().save(directory)]
+
+
+@dataclass
+class DetectionPrediction(Prediction):
+    boxes: np.ndarray | None = field(default=None, repr=False)  # (N, 4) absolute XYXY pixels
+    scores: np.ndarray | None = field(default=None, repr=False)  # (N,)
+    label_ids: np.ndarray | None = field(default=None, repr=False)  # (N,) indices into class_names
+    masks: np.ndarray | None = field(default=None, repr=False)  # (N, H, W) bool, when the head predicts them
+    category_ids: list[int] = field(default_factory=list)  # COCO category id per label
+    draw_threshold: float = 0.5  # scores drawn in overlays (all detections are saved)
+
+    def coco_results(self) -> list[dict]:
+        """COCO results dicts (``image_id``, ``category_id``, ``bbox`` XYWH, ``score``, RLE
+        ``segmentation``), as evaluation writes them, plus the class name as ``label``."""
+        import torch
+
+        from ..metrics.detection import detections_to_coco, encode_masks
+
+        rles = encode_masks(self.masks) if self.masks is not None else None
+        results = detections_to_coco(int(self.image_id), torch.as_tensor(self.boxes),
+                                     torch.as_tensor(self.scores), torch.as_tensor(self.label_ids),
+                                     self.category_ids, rles)
+        for res, label in zip(results, self.label_ids.tolist(), strict=True):
+            res["label"] = self.class_names[int(label)]
+        return results
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "detections": self.coco_results()}
+
+    def draw(self) -> np.ndarray:
+        from ..vis import add_legend, draw_boxes, overlay_labels
+
+        keep = self.scores >= self.draw_threshold
+        labels = self.label_ids[keep].tolist()
+        pic = self.image
+        if self.masks is not None and keep.any():
+            label_map = np.full(self.image.shape[:2], 255, np.int64)
+            for m, c in zip(self.masks[keep][::-1], labels[::-1], strict=True):
+                label_map[m] = c  # best score drawn last
+            pic = overlay_labels(pic, label_map)
+        scale = _scale(self.image)
+        if scale > 1:
+            pic = np.asarray(Image.fromarray(pic).resize((pic.shape[1] * scale, pic.shape[0] * scale),
+                                                         Image.NEAREST))
+        pic = draw_boxes(pic, (self.boxes[keep] * scale).tolist(), [self.class_names[c] for c in labels],
+                         scores=self.scores[keep].tolist(), colours=labels)
+        return add_legend(pic, [(self.class_names[c], c) for c in sorted(set(labels))])
+
+
+def write_predictions(predictions: Sequence[Prediction], directory: str | Path, *,
+                      class_names: Sequence[str] = (), category_ids: Sequence[int] | None = None,
+                      thing_classes: Sequence[bool] | None = None, texts: Sequence[str] = ()) -> list[Path]:
+    """Every prediction's own files plus the call's summary files (module docstring); returns them all."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for pred in predictions:
+        written += pred.save(out)
+    kinds = {type(p) for p in predictions}
+    if kinds == {ClassificationPrediction}:
+        written.append(_jsonl(out / "predictions.jsonl", [p.to_json() for p in predictions]))
+    elif kinds == {SemanticPrediction}:
+        written.append(_json(out / "predictions.json", {"class_names": list(class_names),
+                                                        "images": [p.to_json() for p in predictions]}))
+    elif kinds == {PanopticPrediction}:
+        from ..metrics.panoptic import write_panoptic_json
+
+        things = list(thing_classes) if thing_classes is not None else [True] * len(class_names)
+        cats = [{"id": int(c), "name": n, "isthing": int(t)}
+                for c, n, t in zip(category_ids, class_names, things, strict=True)]
+        images = [{"id": p.image_id, "file_name": Path(p.source).name, "height": p.image.shape[0],
+                   "width": p.image.shape[1]} for p in predictions]
+        written.append(write_panoptic_json(out / "panoptic.json", [p.to_json() for p in predictions], cats,
+                                           images))
+    elif kinds == {DetectionPrediction}:
+        results = [r for p in predictions for r in p.coco_results()]
+        written.append(_json(out / "detections.json", results))
+        images = [{"id": p.image_id, "file_name": Path(p.source).name, "height": p.image.shape[0],
+                   "width": p.image.shape[1]} for p in predictions]
+        cats = [{"id": int(c), "name": n} for c, n in zip(category_ids, class_names, strict=True)]
+        written.append(_json(out / "images.json", {"images": images, "categories": cats}))
+    elif kinds == {RetrievalPrediction}:
+        written += _write_retrieval(predictions, out, list(texts))
+    return written
+
+
+def _write_retrieval(predictions: Sequence[RetrievalPrediction], out: Path, texts: list[str]) -> list[Path]:
+    rows = [p.to_json() for p in predictions]
+    paths = [_jsonl(out / "image_to_text.jsonl", rows)]
+    if texts and predictions:
+        emb = np.stack([p.embedding for p in predictions])  # (N, D)
+        text_emb = predictions[0].text_embeddings  # (T, D)
+        sims = text_emb @ emb.T  # (T, N)
+        order = np.argsort(-sims, axis=1, kind="stable")
+        per_text = [{"text": t, "images": [predictions[j].source for j in order[i]],
+                     "scores": [round(float(sims[i, j]), 6) for j in order[i]]} for i, t in enumerate(texts)]
+        paths.append(_jsonl(out / "text_to_image.jsonl", per_text))
+    return paths
+
+
+def _scale(image: np.ndarray) -> int:
+    return max(1, 256 // max(image.shape[:2]))
+
+
+def _save_png(array: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+
+
+def _json(path: Path, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+
+
+def _jsonl(path: Path, rows: Sequence[dict]) -> Path:
+    return atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))

@@ -1,0 +1,42 @@
+"""`build_task`: a run config (and optionally a ready model) -> the task the engine trains or evaluates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import ConfigError, RunConfig
+from ..engine import Task, seed_everything
+from ..registry import TASKS
+
+__all__ = ["build_task", "class_source"]
+
+
+def build_task(cfg: RunConfig, *, model: Any = None, train: bool = True) -> Task:
+    """The task ``cfg.task`` around ``model`` (default: `umgkit.models.build_model` on the train split's
+    classes). ``train=False`` builds only what evaluation needs: the val split, never the train split.
+    Task builders take ``(cfg, *, model=None, train=True)``; the last two are passed only when set.
+
+    Seeding happens first, so anything random a task draws while building is the same in every run and on
+    every process (models draw their own init from ``cfg.seed``, see `build_model`).
+
+    Example:
+        >>> task = build_task(load_config("configs/demo/semantic.yaml"))  # doctest: +SKIP
+    """
+    from .._builtins import import_builtins
+
+    import_builtins()  # every registered task, including those of optional modules such as pretrain
+    seed_everything(cfg.seed)
+    if model is not None and getattr(model, "task", cfg.task) != cfg.task:
+        raise ConfigError(f"a {model.task} model cannot run task {cfg.task!r}; set task: {model.task}.")
+    if model is None and train:  # what every task builder takes, also those written before models existed
+        return TASKS.build(cfg.task, cfg=cfg)
+    return TASKS.build(cfg.task, cfg=cfg, model=model, train=train)
+
+
+def class_source(cfg: RunConfig, train_set: Any, val_set: Any) -> Any:
+    """The split a new model takes its class names from: train when read, else val."""
+    source = train_set if train_set is not None else val_set
+    if source is None:
+        raise ConfigError(f"task {cfg.task!r} found no split to read class names from: set data.val_split or "
+                          "data.class_names, or give a trained model.")
+    return source
