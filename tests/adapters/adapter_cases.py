@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.util
 
 import open_clip
 import pytest
 import timm
 import torch
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+
+from umgkit.backbones import create_backbone
 
 IMAGE = 32
 
@@ -69,23 +70,7 @@ BACKBONES = [
 ]
 
 
-def umgkit_backbones_available() -> bool:
-    """True once ``umgkit.backbones`` (written in parallel with the adapters) imports."""
-    if importlib.util.find_spec("umgkit.backbones") is None:
-        return False
-    try:
-        import umgkit.backbones  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
-HAVE_UMGKIT_BACKBONES = umgkit_backbones_available()
-
-
 def _create(name: str, **kwargs):
-    from umgkit.backbones import create_backbone
-
     torch.manual_seed(0)
     return create_backbone(name, **kwargs).eval()
 
@@ -118,7 +103,7 @@ UMGKIT_BACKBONES = [
     pytest.param(umg_tiny, _encode_image, id="umg"),
     pytest.param(umgkit_openclip_tiny, _encode_image, id="umgkit-openclip"),
     pytest.param(umgkit_timm_tiny, _dense, id="umgkit-timm"),
-] if HAVE_UMGKIT_BACKBONES else []
+]
 
 
 def images() -> torch.Tensor:

@@ -12,9 +12,9 @@ import open_clip
 import pytest
 import timm
 import torch
-from adapter_cases import HAVE_UMGKIT_BACKBONES
 
 from umgkit.adapters import apply_adapter, parameter_report
+from umgkit.backbones import create_backbone
 
 C, L, R = 768, 12, 8
 BOTTLENECK = L * (C * 8 + 8 + 8 * C + C)
@@ -43,14 +43,11 @@ def _openclip():
 
 
 def _umg():
-    from umgkit.backbones import create_backbone
-
     return create_backbone("umg:base16")
 
 
 MODELS = [pytest.param(_timm, id="timm"), pytest.param(_openclip, id="openclip"),
-          pytest.param(_umg, id="umg", marks=pytest.mark.skipif(not HAVE_UMGKIT_BACKBONES,
-                                                                  reason="umgkit.backbones not importable"))]
+          pytest.param(_umg, id="umg")]
 _BUILT: dict = {}
 
 

@@ -8,7 +8,6 @@ import functools
 import pytest
 import torch
 from adapter_cases import (
-    HAVE_UMGKIT_BACKBONES,
     MERGEABLE,
     UMGKIT_BACKBONES,
     images,
@@ -17,9 +16,6 @@ from adapter_cases import (
 )
 
 from umgkit.adapters import apply_adapter, load_adapter, merge_adapter, parameter_report, save_adapter
-
-pytestmark = pytest.mark.skipif(not HAVE_UMGKIT_BACKBONES, reason="umgkit.backbones does not import yet")
-
 
 # umgkit's own ViT runs every method; the open_clip / timm wrappers (whose raw models run the full tables in
 # the other files) run one method of each kind, to check that blocks are found under the wrapper.

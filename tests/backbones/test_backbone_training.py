@@ -6,6 +6,7 @@ import pytest
 import torch
 from backbone_cases import ALL, build, images
 
+from umgkit.adapters import _structure as structure
 from umgkit.backbones._pos_embed import resample_pos_embed
 
 
@@ -46,7 +47,6 @@ def test_resample_pos_embed():
                                               ("openclip", "open_clip", {"vision", "text"}),
                                               ("timm", "timm", {"vision"})])
 def test_adapters_find_the_blocks(key, style, towers):
-    structure = pytest.importorskip("umgkit.adapters._structure")
     bb = build(key)
     lists = structure.find_block_lists(bb)
     assert {bl.tower for bl in lists} == towers and {bl.style for bl in lists} == {style}

@@ -1,10 +1,14 @@
 """The ``detection`` task end to end on the synthetic world (COCO instances layout) with umg:tiny + LoRA."""
 
+import contextlib
+import io
 import json
 import math
 
 import pytest
 import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from umgkit._builtins import import_builtins
 from umgkit.config import ConfigError, config_from_dict
@@ -30,19 +34,57 @@ def _config(world, out, **sections):
     return config_from_dict(base)
 
 
+def _pycocotools_stats(gt_json, results: list[dict], iou_type: str, image_ids) -> list[float]:
+    """COCOeval's first six statistics (AP, AP50, AP75, APs, APm, APl) over ``image_ids``, from pycocotools
+    alone; -1 (no ground truth in an area range) -> nan.
+
+    For ``segm`` the boxes are dropped first, as detectron2's COCOEvaluator does, so that the area ranges
+    use mask areas (``loadRes`` takes a result's area from its box when it has one).
+    """
+    if iou_type == "segm":
+        results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_json))
+        evaluator = COCOeval(gt, gt.loadRes(results), iou_type)
+        evaluator.params.imgIds = sorted(image_ids)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return [math.nan if s < 0 else float(s) for s in evaluator.stats[:6]]
+
+
 def test_mask_rcnn_run_writes_ap_results_json_and_pictures(world, tmp_path):
     import_builtins()
     cfg = _config(world, tmp_path / "run", task_options={"masks": True, "num_vis": 2, "print_summary": False},
                   data={"limit": 4})
     task = TASKS.build("detection", cfg=cfg)
     assert task.class_names[:2] == ["circle", "square"] and len(task.class_names) == 8
+    task.model.head.roi_heads.score_thresh = 0.0  # keep every detection: 2 steps leave all scores low
     metrics = Trainer(task, cfg).fit()
-    for kind in ("box", "mask"):
-        assert {f"{kind}_{k}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")} <= set(metrics)
-        assert 0.0 <= metrics[f"{kind}_AP50"] <= 1.0
     results = json.loads((tmp_path / "run" / "eval" / "coco_instances_results.json").read_text())
-    assert all({"image_id", "category_id", "bbox", "score", "segmentation"} <= set(r) for r in results)
-    assert {r["image_id"] for r in results} <= {info["id"] for info, _ in task.val_dataset.samples}
+    assert results and all({"image_id", "category_id", "bbox", "score", "segmentation"} <= set(r)
+                           for r in results)
+    val_ids = {info["id"] for info, _ in task.val_dataset.samples}
+    assert {r["image_id"] for r in results} <= val_ids
+    # every reported AP is pycocotools' own number for the written results on the val split's JSON
+    gt_json = world / "coco" / "annotations" / "instances_val.json"
+    for kind, iou_type in (("box", "bbox"), ("mask", "segm")):
+        names = [f"{kind}_{k}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")]
+        expected = _pycocotools_stats(gt_json, results, iou_type, val_ids)
+        assert [metrics[n] for n in names] == pytest.approx(expected, abs=1e-9, nan_ok=True), kind
+    # ... and those results are the trained model's detections on the val images (one batch, as evaluated)
+    cat_names = {c["id"]: c["name"] for c in json.loads(gt_json.read_text())["categories"]}
+    batch = task.collate_fn([task.val_dataset[i] for i in range(len(task.val_dataset))])
+    sizes = [(int(h), int(w)) for h, w in batch["orig_size"]]
+    with torch.no_grad():
+        detections = task.model.eval()(batch["image"], original_sizes=sizes)
+    assert sum(len(d["scores"]) for d in detections) == len(results)
+    for image_id, det in zip(batch["image_id"], detections, strict=True):
+        mine = [r for r in results if r["image_id"] == int(image_id)]
+        assert [cat_names[r["category_id"]] for r in mine] == [task.class_names[c] for c in det["labels"]]
+        assert [r["score"] for r in mine] == pytest.approx(det["scores"].tolist(), abs=1e-5)
+        xyxy = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in mine)])
+        torch.testing.assert_close(xyxy, det["boxes"].float().reshape(-1, 4), atol=2e-3, rtol=0)
     pngs = sorted(p.name for p in (tmp_path / "run" / "vis").glob("*.png"))
     assert pngs == ["detection_0.png", "detection_1.png"]
 
