@@ -88,8 +88,14 @@ def test_two_processes_match_single_process(tmp_path):
     script = Path(__file__).with_name("_dist_clip.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
            str(_free_port()), str(script), str(out)]
-    done = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
-                          timeout=120)
+    for _ in range(2):
+        done = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                              timeout=120)
+        # Seen about once in 20 suite runs: a rank aborts in C++ teardown after its work ("terminate called
+        # without an active exception", SIGABRT), never during it; only that abort earns one retry.
+        if done.returncode == 0 or "terminate called without an active exception" not in done.stderr:
+            break
+        cmd[cmd.index("--master_port") + 1] = str(_free_port())
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = json.loads(out.read_text())
 
