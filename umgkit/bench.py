@@ -52,7 +52,13 @@ SPECS: dict[str, BenchSpec] = {
         quick=("--backbone", "umg:tiny", "--image-size", "64", "--steps", "2", "--warmup", "1",
                "--infer-steps", "4", "--adapters", "lora", "adaptformer"),
         timeout_s=150.0),
-    "feature_cache": BenchSpec(timeout_s=120.0),
+    "feature_cache": BenchSpec(timeout_s=60.0),
+    "predict": BenchSpec(
+        cpu=("--backbone", "umg:small", "--image-size", "224", "--images", "16", "--rounds", "2"),
+        quick=("--backbone", "umg:tiny", "--image-size", "64", "--batch", "4", "--images", "8",
+               "--rounds", "1"),
+        gpu=("--backbone", "umg:base16", "--image-size", "224", "--batch", "32", "--images", "256"),
+        timeout_s=60.0),
     "pretrain": BenchSpec(
         cpu=("--backbone", "umg:tiny", "--image-size", "128", "--steps", "2", "--warmup", "1"),
         quick=("--backbone", "umg:tiny", "--image-size", "64", "--steps", "2", "--warmup", "1"),
