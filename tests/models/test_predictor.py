@@ -166,3 +166,36 @@ def test_bad_input_is_one_clear_error_with_exit_code_2(semantic_run, small_world
     assert "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]  # (a progress bar may precede it)
     assert len(errors) == 1 and named in errors[0], proc.stderr
+
+
+@pytest.mark.parametrize("task", ["panoptic", "detection"])
+def test_open_vocabulary_panoptic_and_detection_take_new_class_names(small_world, tmp_path, task):
+    run = tmp_path / task
+    assert main(["train", str(Path(__file__).resolve().parents[2] / "configs" / "demo" / f"{task}.yaml"),
+                 f"output_dir={run}", "data.synthetic.out=", f"data.root={small_world / 'coco'}",
+                 "train.max_steps=1", "train.progress=false", "data.batch_size=4", "data.val_split=",
+                 "model.head_options.classifier=open_vocab", "task_options.object_threshold=0.0"
+                 if task == "panoptic" else "task_options.print_summary=false"]) == 0
+    predictor = Predictor.from_pretrained(run)
+    if task == "detection":
+        predictor.model.head.roi_heads.score_thresh = 0.0  # one step: keep every box, whatever its score
+    images = sorted(str(p) for p in (small_world / "coco" / "val").glob("*.png"))
+    preds, _ = predictor.predict_to(images, tmp_path / "out", classes=["sky", "circle", "brick"])
+    if task == "panoptic":
+        data = json.loads((tmp_path / "out" / "panoptic.json").read_text())
+        assert [c["name"] for c in data["categories"]] == ["sky", "circle", "brick"]
+        segments = [s for a in data["annotations"] for s in a["segments_info"]]
+        assert {s["category_id"] for s in segments} <= {1, 2, 3}  # (one step: maybe no segment yet)
+        image = predictor.transform({"image": torch.rand(3, 64, 64)})["image"]
+        with torch.no_grad():
+            out = predictor.model.segment(image, (64, 64))
+        assert predictor.model(image[None])["pred_logits"].shape[-1] == 4  # 3 names + "no object"
+        assert out["semantic"].shape == (3, 64, 64)
+    else:
+        cats = json.loads((tmp_path / "out" / "images.json").read_text())["categories"]
+        assert [c["name"] for c in cats] == ["sky", "circle", "brick"]
+        results = json.loads((tmp_path / "out" / "detections.json").read_text())
+        assert results and {r["label"] for r in results} <= {"sky", "circle", "brick"}
+        assert {r["category_id"] for r in results} <= {1, 2, 3}
+    assert predictor.model.head.num_classes == 3
+    assert all(p.class_names == ["sky", "circle", "brick"] for p in preds)

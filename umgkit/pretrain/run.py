@@ -20,7 +20,7 @@ from ..backbones.umg import save_umg_checkpoint
 from ..config import ConfigError, RunConfig
 from ..data.transforms import build_transforms
 from ..registry import DATASETS
-from .task import parse_pretrain_options, zeroshot_templates
+from .task import build_pretrain_task, parse_pretrain_options, zeroshot_templates
 from .zeroshot import format_zeroshot, zeroshot_classification, zeroshot_regions, zeroshot_segmentation
 
 __all__ = ["run_pretrain", "zeroshot_specs", "evaluate_zeroshot", "BACKBONE_DIR"]
@@ -83,15 +83,15 @@ def run_pretrain(cfg: RunConfig, *, echo: bool = True) -> dict[str, Any]:
     Zero-shot evaluation runs on the main process only (its datasets are small, and the checkpoint it
     evaluates is the one just written).
     """
-    from ..engine import Trainer, read_metrics
-    from ..tasks.build import build_task
+    from ..engine import Trainer, read_metrics, seed_everything
 
     if cfg.task != "pretrain":
         raise ConfigError(f"`umgkit pretrain` runs task 'pretrain', the config says task: {cfg.task!r}; use "
                           "`umgkit train` for other tasks.")
     opts = parse_pretrain_options(cfg)
     specs = zeroshot_specs(cfg, opts["zeroshot"])
-    task = build_task(cfg)
+    seed_everything(cfg.seed)  # as build_task does; pretraining needs nothing of the task layer
+    task = build_pretrain_task(cfg)
     trainer = Trainer(task, cfg)
     trainer.fit()
     acc = trainer.accelerator
