@@ -228,11 +228,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         texts += read_lines(args.texts_file)
     predictor = Predictor.from_pretrained(args.model, overrides=args.overrides, class_names=classes,
                                           device=args.device, batch_size=args.batch_size, top_k=args.top_k)
-    preds, files = predictor.predict_to(args.inputs, args.out, texts=texts or None, skip_bad=args.skip_bad,
+    sources, files = predictor.predict_to(args.inputs, args.out, texts=texts or None, skip_bad=args.skip_bad,
                                         progress=True)
     for source, reason in predictor.skipped:
         print(f"skipped {source}: {reason}", file=sys.stderr)
-    print(f"{predictor.task}: {len(preds)} images predicted, {len(predictor.skipped)} skipped; "
+    print(f"{predictor.task}: {len(sources)} images predicted, {len(predictor.skipped)} skipped; "
           f"{len(files)} files written to {args.out}")
     return 0
 

@@ -171,3 +171,35 @@ def test_predicted_detection_json_scores_as_eval_and_equals_its_results_file(run
         ev.summarize()
         for index, name in ((0, "AP"), (1, "AP50"), (2, "AP75")):
             assert max(ev.stats[index], 0.0) == pytest.approx(metrics[f"{prefix}{name}"], abs=1e-9), name
+
+
+def test_predicted_retrieval_rankings_follow_the_models_similarities(runs, tmp_path):
+    import torch
+
+    from umgkit.models import load_model
+
+    world, folders = runs
+    coco, run = world / "coco", folders["retrieval"]
+    captions = json.loads((coco / "annotations" / "captions_val.json").read_text())
+    files = {img["id"]: img["file_name"] for img in captions["images"]}
+    first = {}
+    for ann in captions["annotations"]:
+        first.setdefault(ann["image_id"], ann["caption"])
+    texts = [first[i] for i in sorted(first)]
+    assert main(["predict", str(run), str(coco / "val"), "--out", str(tmp_path), "--texts", *texts]) == 0
+    per_text = [json.loads(ln) for ln in (tmp_path / "text_to_image.jsonl").read_text().splitlines()]
+    per_image = [json.loads(ln) for ln in (tmp_path / "image_to_text.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in per_text] == texts and len(per_image) == len(files) == 8
+    # the rankings are the model's own cosine similarities, computed here without the predictor
+    model = load_model(run)
+    from umgkit.data import load_image
+
+    tf = model.preprocess.transform()
+    paths = sorted((coco / "val").glob("*.png"))
+    with torch.no_grad():
+        emb = model(images=torch.stack([tf({"image": load_image(p)})["image"] for p in paths]))["image"]
+        sims = model(texts=texts)["text"] @ emb.t()  # (T, N)
+    for row, expected in zip(per_text, sims.argsort(dim=1, descending=True, stable=True), strict=True):
+        assert [Path(p).name for p in row["images"]] == [paths[j].name for j in expected.tolist()]
+    for row, i in zip(per_image, range(len(paths)), strict=True):
+        assert row["texts"][0] == texts[int(sims[:, i].argmax())]

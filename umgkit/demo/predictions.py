@@ -25,5 +25,5 @@ def predict_examples(result: StageResult, count: int = 3) -> list[Path]:
     if not files:
         return []
     out = result.output_dir / "predict"
-    preds, _ = Predictor.from_pretrained(result.output_dir).predict_to([str(f) for f in files], out)
-    return [out / "overlays" / f"{Path(p.source).stem}.png" for p in preds]
+    sources, _ = Predictor.from_pretrained(result.output_dir).predict_to([str(f) for f in files], out)
+    return [out / "overlays" / f"{Path(source).stem}.png" for source in sources]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,6 @@ class Predictor:
         self.model.set_class_names(names)
 
     # ------------------------------------------------------------------------------------------------ call
-    @torch.no_grad()
     def __call__(self, inputs: ImageInput | Sequence[ImageInput], *, classes: Sequence[str] | None = None,
                  texts: Sequence[str] | None = None, skip_bad: bool = False,
                  progress: bool = False) -> list[Prediction]:
@@ -103,53 +102,59 @@ class Predictor:
         sorted) or glob patterns. ``classes`` changes the vocabulary first (`set_classes`); ``texts`` are
         the queries of a retrieval model. Unreadable images raise, or with ``skip_bad`` are left out and
         listed in ``self.skipped``."""
+        return list(self.iter_predictions(inputs, classes=classes, texts=texts, skip_bad=skip_bad,
+                                          progress=progress))
+
+    def predict_to(self, inputs: ImageInput | Sequence[ImageInput], directory: str | os.PathLike,
+                   **kwargs: Any) -> tuple[list[str], list[Path]]:
+        """Predict and write what ``umgkit predict`` writes into ``directory``, one batch at a time (nothing
+        but summary rows is kept); returns ``(predicted sources, written files)``."""
+        stream = self.iter_predictions(inputs, **kwargs)
+        m = self.model
+        return write_predictions(stream, directory, class_names=m.class_names, category_ids=m.category_ids,
+                                 thing_classes=m.thing_classes, texts=kwargs.get("texts") or ())
+
+    @torch.no_grad()
+    def iter_predictions(self, inputs: ImageInput | Sequence[ImageInput], *,
+                         classes: Sequence[str] | None = None, texts: Sequence[str] | None = None,
+                         skip_bad: bool = False, progress: bool = False) -> Iterator[Prediction]:
+        """`__call__` as a generator: predictions come out batch by batch."""
         if classes is not None:
             self.set_classes(classes)
         if self.task == "retrieval" and not texts:
             raise ModelError("a retrieval model ranks texts against images: give texts=[...] (--texts).")
+        if texts and self.task != "retrieval":
+            raise ModelError(f"texts are queries for a retrieval model; this is a {self.task} model (name "
+                             "its classes with classes=[...] / --classes instead).")
         items = expand_inputs(inputs)
         ids = _image_ids(items)
         self.skipped = []
-        loaded = []  # (source, image_id, rgb uint8 (H, W, 3), model input (3, h, w))
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(items), desc=f"predict {self.task}", disable=not progress, dynamic_ncols=True)
-        out: list[Prediction] = []
-        text_emb = None
-        if texts:
-            text_emb = self.model(texts=list(texts))["text"].float() if self.task == "retrieval" else None
-        for index, item in enumerate(items):
-            try:
-                source, image = _read(item, index)
-            except BadSampleError as err:
-                if not skip_bad:
-                    bar.close()
-                    raise ModelError(f"{err} (predict: pass skip_bad=True / --skip-bad to list such images "
-                                     "and predict the rest)") from err
-                self.skipped.append((str(item), str(err)))
-                bar.update(1)
-                continue
-            model_input = self.transform({"image": image})["image"]
-            rgb = (image.permute(1, 2, 0) * 255).round().byte().numpy()
-            loaded.append((source, ids[index], rgb, model_input))
-            if len(loaded) == self.batch_size:
-                out += self._run(loaded, texts, text_emb)
+        text_emb = self.model(texts=list(texts))["text"].float() if texts else None  # (T, D), once per call
+        loaded = []  # (source, image_id, rgb uint8 (H, W, 3), model input (3, h, w))
+        with tqdm(total=len(items), desc=f"predict {self.task}", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            for index, item in enumerate(items):
+                try:
+                    source, image = _read(item, index)
+                except BadSampleError as err:
+                    if not skip_bad:
+                        raise ModelError(f"{err} (predict: pass skip_bad=True / --skip-bad to list such "
+                                         "images and predict the rest)") from err
+                    self.skipped.append((str(item), str(err)))
+                    bar.update(1)
+                    continue
+                model_input = self.transform({"image": image})["image"]
+                rgb = (image.permute(1, 2, 0) * 255).round().byte().numpy()
+                loaded.append((source, ids[index], rgb, model_input))
+                if len(loaded) == self.batch_size or index == len(items) - 1:
+                    yield from self._run(loaded, texts, text_emb)
+                    bar.update(len(loaded))
+                    loaded = []
+            if loaded:  # the last input was skipped
+                yield from self._run(loaded, texts, text_emb)
                 bar.update(len(loaded))
-                loaded = []
-        if loaded:
-            out += self._run(loaded, texts, text_emb)
-            bar.update(len(loaded))
-        bar.close()
-        return out
-
-    def predict_to(self, inputs: ImageInput | Sequence[ImageInput], directory: str | os.PathLike,
-                   **kwargs: Any) -> tuple[list[Prediction], list[Path]]:
-        """`__call__` then `write_predictions` into ``directory``; returns the predictions and the files."""
-        preds = self(inputs, **kwargs)
-        m = self.model
-        files = write_predictions(preds, directory, class_names=m.class_names, category_ids=m.category_ids,
-                                  thing_classes=m.thing_classes, texts=kwargs.get("texts") or ())
-        return preds, files
 
     # ------------------------------------------------------------------------------------------------ tasks
     def _run(self, batch: list, texts, text_emb) -> list[Prediction]:

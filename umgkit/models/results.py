@@ -10,7 +10,7 @@ Every image also gets ``overlays/<stem>.png`` with a legend (not for retrieval).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,55 +195,58 @@ class DetectionPrediction(Prediction):
         return add_legend(pic, [(self.class_names[c], c) for c in sorted(set(labels))])
 
 
-def write_predictions(predictions: Sequence[Prediction], directory: str | Path, *,
+def write_predictions(predictions: Iterable[Prediction], directory: str | Path, *,
                       class_names: Sequence[str] = (), category_ids: Sequence[int] | None = None,
-                      thing_classes: Sequence[bool] | None = None, texts: Sequence[str] = ()) -> list[Path]:
-    """Every prediction's own files plus the call's summary files (module docstring); returns them all."""
+                      thing_classes: Sequence[bool] | None = None,
+                      texts: Sequence[str] = ()) -> tuple[list[str], list[Path]]:
+    """Every prediction's own files plus the call's summary files (module docstring).
+
+    ``predictions`` may be a generator: each one is written as it comes and only its summary row is kept,
+    so a large folder never holds every picture in memory. Returns ``(sources, written files)``.
+    """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    rows, images, sources, embeddings = [], [], [], []
+    kind, text_emb = None, None
     for pred in predictions:
+        kind = kind or type(pred)
         written += pred.save(out)
-    kinds = {type(p) for p in predictions}
-    if kinds == {ClassificationPrediction}:
-        written.append(_jsonl(out / "predictions.jsonl", [p.to_json() for p in predictions]))
-    elif kinds == {SemanticPrediction}:
-        written.append(_json(out / "predictions.json", {"class_names": list(class_names),
-                                                        "images": [p.to_json() for p in predictions]}))
-    elif kinds == {PanopticPrediction}:
+        sources.append(pred.source)
+        images.append({"id": pred.image_id, "file_name": Path(pred.source).name,
+                       "height": int(pred.image.shape[0]), "width": int(pred.image.shape[1])})
+        if isinstance(pred, DetectionPrediction):
+            rows += pred.coco_results()
+        else:
+            rows.append(pred.to_json())
+        if isinstance(pred, RetrievalPrediction):
+            embeddings.append(pred.embedding)
+            text_emb = pred.text_embeddings
+    if kind is ClassificationPrediction:
+        written.append(_jsonl(out / "predictions.jsonl", rows))
+    elif kind is SemanticPrediction:
+        written.append(_json(out / "predictions.json", {"class_names": list(class_names), "images": rows}))
+    elif kind is PanopticPrediction:
         from ..metrics.panoptic import write_panoptic_json
 
         things = list(thing_classes) if thing_classes is not None else [True] * len(class_names)
         cats = [{"id": int(c), "name": n, "isthing": int(t)}
                 for c, n, t in zip(category_ids, class_names, things, strict=True)]
-        images = [{"id": p.image_id, "file_name": Path(p.source).name, "height": p.image.shape[0],
-                   "width": p.image.shape[1]} for p in predictions]
-        written.append(write_panoptic_json(out / "panoptic.json", [p.to_json() for p in predictions], cats,
-                                           images))
-    elif kinds == {DetectionPrediction}:
-        results = [r for p in predictions for r in p.coco_results()]
-        written.append(_json(out / "detections.json", results))
-        images = [{"id": p.image_id, "file_name": Path(p.source).name, "height": p.image.shape[0],
-                   "width": p.image.shape[1]} for p in predictions]
+        written.append(write_panoptic_json(out / "panoptic.json", rows, cats, images))
+    elif kind is DetectionPrediction:
+        written.append(_json(out / "detections.json", rows))
         cats = [{"id": int(c), "name": n} for c, n in zip(category_ids, class_names, strict=True)]
         written.append(_json(out / "images.json", {"images": images, "categories": cats}))
-    elif kinds == {RetrievalPrediction}:
-        written += _write_retrieval(predictions, out, list(texts))
-    return written
-
-
-def _write_retrieval(predictions: Sequence[RetrievalPrediction], out: Path, texts: list[str]) -> list[Path]:
-    rows = [p.to_json() for p in predictions]
-    paths = [_jsonl(out / "image_to_text.jsonl", rows)]
-    if texts and predictions:
-        emb = np.stack([p.embedding for p in predictions])  # (N, D)
-        text_emb = predictions[0].text_embeddings  # (T, D)
-        sims = text_emb @ emb.T  # (T, N)
-        order = np.argsort(-sims, axis=1, kind="stable")
-        per_text = [{"text": t, "images": [predictions[j].source for j in order[i]],
-                     "scores": [round(float(sims[i, j]), 6) for j in order[i]]} for i, t in enumerate(texts)]
-        paths.append(_jsonl(out / "text_to_image.jsonl", per_text))
-    return paths
+    elif kind is RetrievalPrediction:
+        written.append(_jsonl(out / "image_to_text.jsonl", rows))
+        if texts:
+            sims = text_emb @ np.stack(embeddings).T  # (T, N)
+            order = np.argsort(-sims, axis=1, kind="stable")
+            per_text = [{"text": t, "images": [sources[j] for j in order[i]],
+                         "scores": [round(float(sims[i, j]), 6) for j in order[i]]}
+                        for i, t in enumerate(texts)]
+            written.append(_jsonl(out / "text_to_image.jsonl", per_text))
+    return sources, written
 
 
 def _scale(image: np.ndarray) -> int:
