@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .._tensors import copy_named
+
 __all__ = ["Adapter", "AdapterWrapper", "ScopeOptions", "check_positive", "check_targets", "parse_options",
            "config_to_dict", "unwrap_all"]
 
@@ -127,26 +129,10 @@ class Adapter:
         return {n: p.detach() for n, p in model.named_parameters() if self.owns(n)}
 
     def load_adapter_state_dict(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-        """Copy ``state`` into the owned parameters; the key sets must match exactly."""
-        params = {n: p for n, p in model.named_parameters() if self.owns(n)}
-        missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
-        if missing or unexpected:
-            raise ValueError(f"Adapter '{self.method}' weights do not fit this model: missing "
-                             f"{_few(missing)}, unexpected {_few(unexpected)}. Was it saved from a "
-                             "different backbone or with other options?")
-        with torch.no_grad():
-            for name, param in params.items():
-                if state[name].shape != param.shape:
-                    raise ValueError(f"'{name}': saved shape {tuple(state[name].shape)} != model shape "
-                                     f"{tuple(param.shape)}.")
-                param.copy_(state[name])
-
-
-def _few(names: list[str], limit: int = 5) -> str:
-    if not names:
-        return "none"
-    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
+        """Copy ``state`` into the owned parameters; the key sets and shapes must match exactly."""
+        copy_named({n: p for n, p in model.named_parameters() if self.owns(n)}, state,
+                   source=f"Adapter '{self.method}' weights",
+                   fix="Was it saved from a different backbone or with other options?")
 
 
 class AdapterWrapper(nn.Module):

@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .._tensors import copy_named
 from ._seed import capture_rng_state, restore_rng_state
 
 __all__ = [
@@ -162,18 +163,8 @@ def load_checkpoint(accelerator: Any, path: str | os.PathLike, *, model: nn.Modu
 
 def copy_trainable_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
     """Copy ``tensors`` into ``model``'s trainable parameters; names and shapes must match exactly."""
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
-    if missing or unexpected:
-        raise ValueError(f"{path} does not fit the model: trainable parameters missing from the checkpoint "
-                         f"{missing[:5]}, saved but not trainable in the model {unexpected[:5]}. Load it "
-                         f"into a model built with the model, adapter and head config it was written with.")
-    with torch.no_grad():
-        for name, param in params.items():
-            if param.shape != tensors[name].shape:
-                raise ValueError(f"{path}: parameter '{name}' has shape {tuple(tensors[name].shape)} in the "
-                                 f"checkpoint but {tuple(param.shape)} in the model.")
-            param.copy_(tensors[name])
+    copy_named({n: p for n, p in model.named_parameters() if p.requires_grad}, tensors, source=str(path),
+               fix="Load it into a model built with the model, adapter and head config it was written with.")
 
 
 def _split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:

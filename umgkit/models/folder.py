@@ -31,6 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .._io import atomic_write, atomic_write_text
+from .._tensors import copy_named
 from ..errors import ModelError
 from .base import TaskModel
 
@@ -200,32 +201,17 @@ def _load_folder_weights(model: TaskModel, folder: Path) -> None:
                              f"builds {model.adapter.method} {model.adapter.options}; restore the folder's "
                              "config.yaml (or drop the model.adapter overrides).")
         model.adapter.load_adapter_state_dict(model.backbone, _read_tensors(adapter_dir / WEIGHTS_NAME))
-    head = _read_tensors(folder / _HEAD)
-    params = _non_adapter_trainable(model)
-    missing, unexpected = sorted(set(params) - set(head)), sorted(set(head) - set(params))
-    if missing or unexpected:
-        raise ModelError(f"{folder / _HEAD} does not fit the model built from {folder / 'config.yaml'}: "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}. Load it with the config it "
-                         "was saved with.")
-    with torch.no_grad():
-        for name, param in params.items():
-            if param.shape != head[name].shape:
-                raise ModelError(f"{folder / _HEAD}: '{name}' has shape {tuple(head[name].shape)}, the model "
-                                 f"{tuple(param.shape)}; was config.yaml changed after saving?")
-            param.copy_(head[name])
+    copy_named(_non_adapter_trainable(model), _read_tensors(folder / _HEAD), source=str(folder / _HEAD),
+               fix=f"Load it with the config it was saved with ({folder / 'config.yaml'}).", error=ModelError)
 
 
 def _load_checkpoint_weights(model: TaskModel, checkpoint: Path) -> None:
-    from ..engine.checkpoint import copy_trainable_tensors
-
     path = checkpoint / "trainable.safetensors"
     if not (checkpoint / "complete").is_file() or not path.is_file():
         raise ModelError(f"{checkpoint} is not a complete checkpoint (no 'complete' marker or no "
                          "trainable.safetensors): it was interrupted while saving. Use an earlier step_*.")
-    try:
-        copy_trainable_tensors(model, _read_tensors(path), path)
-    except ValueError as err:
-        raise ModelError(str(err)) from err
+    copy_named({n: p for n, p in model.named_parameters() if p.requires_grad}, _read_tensors(path),
+               source=str(path), fix="Evaluate it with the config of its own run.", error=ModelError)
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:

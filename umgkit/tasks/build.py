@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import ConfigError, RunConfig
+from ..data.transforms import build_transforms
 from ..engine import Task, seed_everything
 from ..registry import TASKS
 
-__all__ = ["build_task", "class_source"]
+__all__ = ["ImageOnly", "attach_transforms", "build_task", "class_source"]
 
 
 def build_task(cfg: RunConfig, *, model: Any = None, train: bool = True) -> Task:
@@ -40,3 +41,25 @@ def class_source(cfg: RunConfig, train_set: Any, val_set: Any) -> Any:
         raise ConfigError(f"task {cfg.task!r} found no split to read class names from: set data.val_split or "
                           "data.class_names, or give a trained model.")
     return source
+
+
+class ImageOnly:
+    """Applies a joint transform to the image only; the label map keeps its stored size (evaluation)."""
+
+    def __init__(self, transform) -> None:
+        self.transform = transform
+
+    def __call__(self, item: dict) -> dict:
+        return {**item, "image": self.transform({"image": item["image"]})["image"]}
+
+
+def attach_transforms(kind: str, model: Any, train_set: Any, val_set: Any, opts: dict[str, Any]) -> None:
+    """Dense tasks: random resized crop + flip (``opts["crop_scale"]``, ``opts["hflip"]``) on the train
+    split; the model's own preprocessing on the val images only (labels keep their stored size)."""
+    pre = model.preprocess
+    if train_set is not None:
+        train_set.transform = build_transforms(kind, train=True, image_size=pre.image_size, mean=pre.mean,
+                                               std=pre.std, scale=tuple(opts["crop_scale"]),
+                                               hflip=float(opts["hflip"]))
+    if val_set is not None:
+        val_set.transform = ImageOnly(pre.transform())

@@ -25,7 +25,6 @@ from ..config import RunConfig, parse_options
 from ..config.options import Option
 from ..data.build import build_dataset
 from ..data.collate import collate_dicts
-from ..data.transforms import build_transforms
 from ..metrics.detection import (
     coco_evaluate,
     coco_gt_from_targets,
@@ -36,9 +35,8 @@ from ..metrics.detection import (
 from ..models import DetectionModel, build_model
 from ..models.detection import INFERENCE_OPTIONS
 from ..registry import TASKS
-from .build import class_source
+from .build import attach_transforms, class_source
 from .retrieval import split_options
-from .semantic import ImageOnly
 
 __all__ = ["OPTIONS", "DetectionTask", "build_detection_task"]
 
@@ -213,12 +211,6 @@ def build_detection_task(cfg: RunConfig, *, model: DetectionModel | None = None,
     if model is None:
         source = class_source(cfg, train_set, val)
         model = build_model(cfg, source.class_names, category_ids=getattr(source, "label_to_cat_id", None))
-    pre = model.preprocess
-    if train_set is not None:
-        train_set.transform = build_transforms("detection", train=True, image_size=pre.image_size,
-                                               mean=pre.mean, std=pre.std, scale=tuple(opts["crop_scale"]),
-                                               hflip=float(opts["hflip"]))
-    if val is not None:
-        val.transform = ImageOnly(pre.transform())
+    attach_transforms("detection", model, train_set, val, opts)
     return DetectionTask(model=model, train_dataset=train_set, val_dataset=val, options=opts,
                          output_dir=cfg.output_dir)

@@ -25,15 +25,13 @@ from torch import nn
 from ..config import Option, RunConfig, parse_options
 from ..data.build import build_dataset
 from ..data.collate import collate_dicts
-from ..data.transforms import build_transforms
 from ..heads._mask2former import SetCriterion
 from ..metrics.panoptic import pq_image_counts, pq_summary, write_panoptic_json, write_panoptic_png
 from ..metrics.segmentation import segmentation_confusion_matrix, segmentation_scores
 from ..models import PanopticModel, build_model
 from ..models.panoptic import INFERENCE_OPTIONS
 from ..registry import TASKS
-from .build import class_source
-from .semantic import ImageOnly
+from .build import attach_transforms, class_source
 
 __all__ = ["PanopticTask", "build_panoptic_task", "OPTIONS"]
 
@@ -246,13 +244,7 @@ def build_panoptic_task(cfg: RunConfig, *, model: PanopticModel | None = None,
         source = class_source(cfg, train_set, val)
         model = build_model(cfg, source.class_names, thing_classes=source.thing_classes,
                             category_ids=getattr(source, "label_to_cat_id", None))
-    pre = model.preprocess
-    if train_set is not None:
-        train_set.transform = build_transforms("dense", train=True, image_size=pre.image_size, mean=pre.mean,
-                                               std=pre.std, scale=tuple(opts["crop_scale"]),
-                                               hflip=float(opts["hflip"]))
-    if val is not None:
-        val.transform = ImageOnly(pre.transform())
+    attach_transforms("dense", model, train_set, val, opts)
     k = len(model.class_names)
     criterion = SetCriterion(num_classes=k, class_weight=float(opts["class_weight"]),
                              mask_weight=float(opts["mask_weight"]), dice_weight=float(opts["dice_weight"]),

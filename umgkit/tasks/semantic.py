@@ -25,14 +25,13 @@ from torch import nn
 from ..config import Option, RunConfig, parse_options
 from ..data.build import build_dataset
 from ..data.collate import collate_dicts
-from ..data.transforms import build_transforms
 from ..metrics.segmentation import segmentation_confusion_matrix, segmentation_scores
 from ..models import SemanticModel, build_model
 from ..models.semantic import INFERENCE_OPTIONS
 from ..registry import TASKS
-from .build import class_source
+from .build import attach_transforms, class_source
 
-__all__ = ["OPTIONS", "SemanticTask", "ImageOnly", "dice_loss", "build_semantic_task"]
+__all__ = ["OPTIONS", "SemanticTask", "dice_loss", "build_semantic_task"]
 
 IGNORE = 255
 OPTIONS = {
@@ -51,16 +50,6 @@ OPTIONS = {
 }
 _VAL_DATA_KEYS = {"root", "format", "options", "val_split", "class_names", "num_classes"}
 
-
-
-class ImageOnly:
-    """Applies a joint transform to the image only; the label map keeps its stored size (evaluation)."""
-
-    def __init__(self, transform) -> None:
-        self.transform = transform
-
-    def __call__(self, item: dict) -> dict:
-        return {**item, "image": self.transform({"image": item["image"]})["image"]}
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE) -> torch.Tensor:
@@ -200,13 +189,7 @@ def build_semantic_task(cfg: RunConfig, *, model: SemanticModel | None = None,
     val = build_dataset(val_cfg, val_cfg.val_split, None, "ade20k", **extra) if val_cfg.val_split else None
     if model is None:
         model = build_model(cfg, class_source(cfg, train_set, val).class_names)
-    pre = model.preprocess
-    if train_set is not None:
-        train_set.transform = build_transforms("dense", train=True, image_size=pre.image_size, mean=pre.mean,
-                                               std=pre.std, scale=tuple(opts["crop_scale"]),
-                                               hflip=float(opts["hflip"]))
-    if val is not None:
-        val.transform = ImageOnly(pre.transform())
+    attach_transforms("dense", model, train_set, val, opts)
     weights = opts["class_weights"]
     if weights is not None and len(weights) != len(model.class_names):
         raise ValueError(f"task_options.class_weights has {len(weights)} entries for "
