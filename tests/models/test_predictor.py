@@ -200,3 +200,23 @@ def test_open_vocabulary_panoptic_and_detection_take_new_class_names(small_world
         assert {r["category_id"] for r in results} <= {1, 2, 3}
     assert predictor.model.head.num_classes == 3
     assert all(p.class_names == ["sky", "circle", "brick"] for p in predictor(images[:2]))
+
+
+def test_model_folder_holds_trainable_weights_only_and_a_card_with_a_hub_header(semantic_run):
+    import yaml
+    from safetensors import safe_open
+
+    folder = semantic_run / "model"
+    info = json.loads((folder / "model.json").read_text())
+    card = (folder / "README.md").read_text()
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["library_name"] == "umgkit" and "semantic" in header["tags"]
+    assert header["metrics"] == sorted(k for k in info["metrics"] if "." not in k)
+    assert "mIoU" in header["metrics"]
+    assert info["backbone"]["sha256"] in card and f"{info['trainable_parameters']:,}" in card
+    stored = 0
+    for name in ("adapter/adapter_model.safetensors", "head.safetensors"):
+        with safe_open(str(folder / name), "pt") as f:
+            stored += sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+    assert stored == info["trainable_parameters"] < info["total_parameters"] // 5
+    assert json.loads((folder / "preprocess.json").read_text())["image_size"] == 64

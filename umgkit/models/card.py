@@ -21,11 +21,12 @@ def model_card(folder: str | Path) -> str:
     names = json.loads(names_file.read_text(encoding="utf-8")) if names_file.is_file() else []
     task, backbone, adapter = info["task"], info["backbone"], info.get("adapter") or {}
     metrics = {k: v for k, v in (info.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    headline = {k: v for k, v in metrics.items() if "." not in k}  # per-class keys look like IoU.<name>
     header = {"library_name": "umgkit",
               "tags": ["umgkit", task, f"adapter:{adapter.get('method', 'none')}",
                        "parameter-efficient-tuning"],
               "pipeline_tag": _PIPELINE_TAGS.get(task, "image-feature-extraction"),
-              "metrics": sorted(metrics)}
+              "metrics": sorted(headline)}
     lines = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "",
              f"# umgkit {task} model", "",
              f"A frozen `{backbone['name']}` backbone adapted with `{adapter.get('method', 'none')}` and a "
@@ -50,7 +51,12 @@ def model_card(folder: str | Path) -> str:
     lines += ["", "## Metrics", ""]
     if metrics:
         lines += ["| metric | value |", "| --- | --- |"]
-        lines += [f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items())]
+        lines += [f"| {k} | {v:.4f} |" for k, v in sorted(headline.items())]
+        per_class = sorted(set(metrics) - set(headline))
+        if per_class:
+            lines += ["", "<details><summary>per class</summary>", "", "| metric | value |", "| --- | --- |"]
+            lines += [f"| {k} | {metrics[k]:.4f} |" for k in per_class]
+            lines += ["", "</details>"]
         lines += ["", f"On the val split of `{cfg['data'].get('root')}` at the end of training."]
     else:
         lines.append("No evaluation was run (no val split).")
