@@ -185,6 +185,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         _note_trained_run(args.source, args.overrides)
     cfg, metrics = evaluate_saved(args.source, args.overrides)
     if _is_main_process():
+        print(f"evaluated the {source.kind} {args.source} on split {cfg.data.val_split!r} of {cfg.data.root}",
+              file=sys.stderr)
         if not metrics:
             print(f"no val split to evaluate (data.val_split={cfg.data.val_split!r}); set one with "
                   "data.val_split=... (and data.root=...).", file=sys.stderr)

@@ -220,3 +220,21 @@ def test_model_folder_holds_trainable_weights_only_and_a_card_with_a_hub_header(
             stored += sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
     assert stored == info["trainable_parameters"] < info["total_parameters"] // 5
     assert json.loads((folder / "preprocess.json").read_text())["image_size"] == 64
+
+
+def test_eval_of_a_zero_shot_config_agrees_with_predict_on_the_same_images(small_world, tmp_path):
+    from umgkit.data import build_imagefolder
+    from umgkit.tasks.run import evaluate_saved
+
+    backbone_dir = save_umg_checkpoint(create_backbone("umg:tiny"), tmp_path / "backbone")
+    config = Path(__file__).resolve().parents[2] / "configs" / "zeroshot" / "classification.yaml"
+    overrides = [f"model.backbone=umg:{backbone_dir}", f"data.root={small_world / 'imagefolder'}",
+                 f"output_dir={tmp_path / 'zs'}", "data.synthetic.out="]
+    _, metrics = evaluate_saved(config, overrides)
+    names = build_imagefolder(small_world / "imagefolder", "val").class_names
+    files = sorted((small_world / "imagefolder" / "val").glob("*/*.png"))
+    preds = Predictor.from_pretrained(config, overrides=overrides, class_names=names)([str(f) for f in files])
+    top1 = np.mean([p.labels[0] == f.parent.name.replace("_", " ") or p.labels[0] == f.parent.name
+                    for p, f in zip(preds, files, strict=True)])
+    assert metrics["top1"] == pytest.approx(top1, abs=1e-9)
+    assert len({p.labels[0] for p in preds}) > 1  # the untrained tower still tells images apart
