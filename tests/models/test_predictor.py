@@ -226,6 +226,7 @@ def test_eval_of_a_zero_shot_config_agrees_with_predict_on_the_same_images(small
     from umgkit.data import build_imagefolder
     from umgkit.tasks.run import evaluate_saved
 
+    torch.manual_seed(0)  # a backbone whose untrained towers still tell these images apart (checked below)
     backbone_dir = save_umg_checkpoint(create_backbone("umg:tiny"), tmp_path / "backbone")
     config = Path(__file__).resolve().parents[2] / "configs" / "zeroshot" / "classification.yaml"
     overrides = [f"model.backbone=umg:{backbone_dir}", f"data.root={small_world / 'imagefolder'}",
@@ -237,4 +238,4 @@ def test_eval_of_a_zero_shot_config_agrees_with_predict_on_the_same_images(small
     top1 = np.mean([p.labels[0] == f.parent.name.replace("_", " ") or p.labels[0] == f.parent.name
                     for p, f in zip(preds, files, strict=True)])
     assert metrics["top1"] == pytest.approx(top1, abs=1e-9)
-    assert len({p.labels[0] for p in preds}) > 1  # the untrained tower still tells images apart
+    assert len({p.labels[0] for p in preds}) > 1  # not one constant label: the comparison can fail

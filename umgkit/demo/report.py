@@ -87,7 +87,7 @@ def write_report(out: Path, pretrain: StageResult, results: list[StageResult], s
     for r in [pretrain, *results]:
         pictures = r.pictures or sorted((r.output_dir / "vis").glob("*.png"))[:3]
         if pictures:
-            how = (f"`umgkit predict {_rel(r.output_dir, out)} ...` on held-out images:" if r.pictures
+            how = (f"`umgkit predict {r.output_dir.as_posix()} ...` on held-out images:" if r.pictures
                    else "Pictures from the task's evaluation:")
             lines += [f"### {r.stage.name}", "", how, "",
                       *[f"![{p.stem}]({_rel(p, out)})" for p in pictures], ""]

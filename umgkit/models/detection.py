@@ -17,6 +17,8 @@ INFERENCE_OPTIONS = {
     "masks": Option(False, "train and evaluate the mask branch (Mask R-CNN; mask AP as mask_*)"),
     "eval_resize": Option("shorter", "eval image resize: shorter (side to image_size), square or none"),
     "mask_threshold": Option(0.5, "mask probability above which a pixel belongs to a predicted instance"),
+    "vis_score": Option(0.5, "score threshold for the detections drawn in pictures (vis/ and predict "
+                             "overlays); every detection is still saved and evaluated"),
 }
 
 

@@ -109,6 +109,8 @@ class Predictor:
                    **kwargs: Any) -> tuple[list[str], list[Path]]:
         """Predict and write what ``umgkit predict`` writes into ``directory``, one batch at a time (nothing
         but summary rows is kept); returns ``(predicted sources, written files)``."""
+        if kwargs.get("classes") is not None:  # before the summary files read the vocabulary
+            self.set_classes(kwargs.pop("classes"))
         stream = self.iter_predictions(inputs, **kwargs)
         m = self.model
         return write_predictions(stream, directory, class_names=m.class_names, category_ids=m.category_ids,
@@ -224,13 +226,20 @@ class Predictor:
                     src, iid, rgb, self.model.class_names, boxes=det["boxes"].cpu().numpy(),
                     scores=det["scores"].cpu().numpy(), label_ids=det["labels"].cpu().numpy(),
                     masks=None if masks is None else masks.cpu().numpy(),
-                    category_ids=list(self.model.category_ids)))
+                    category_ids=list(self.model.category_ids), draw_threshold=self._vis_score()))
         return out
+
+
+    def _vis_score(self) -> float:
+        from .detection import INFERENCE_OPTIONS
+
+        return float(self.model.preprocess.inference.get("vis_score", INFERENCE_OPTIONS["vis_score"].default))
 
 
 # ---------------------------------------------------------------------------------------------- inputs
 def expand_inputs(inputs: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
-    """Folders become their image files (sorted), globs their matches; other inputs pass through."""
+    """Folders become the image files below them (recursively, sorted), globs their matches; other inputs
+    pass through."""
     if isinstance(inputs, (str, os.PathLike, Image.Image, torch.Tensor, np.ndarray)):
         inputs = [inputs]
     out: list[ImageInput] = []
@@ -240,7 +249,8 @@ def expand_inputs(inputs: ImageInput | Sequence[ImageInput]) -> list[ImageInput]
             continue
         path = Path(item).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+            # recursive: an ImageFolder split keeps its images in one sub-folder per class
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
             if not found:
                 raise ModelError(f"{path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
             out += [str(p) for p in found]

@@ -133,12 +133,15 @@ class PanopticPrediction(Prediction):
     def draw(self) -> np.ndarray:
         from ..vis import add_legend, panoptic_colours
 
-        labels = {s["id"]: s["category_id"] for s in self.segments}
-        colours = panoptic_colours(self.segment_ids, {k: v + 1 for k, v in labels.items()})
+        labels = {s["id"]: s["category_id"] + 1 for s in self.segments}
+        colours = panoptic_colours(self.segment_ids, labels)
         blend = (0.5 * self.image + 0.5 * colours).astype(np.uint8)
         blend[self.segment_ids == 0] = self.image[self.segment_ids == 0]
-        present = sorted(set(labels.values()))
-        return add_legend(blend, [(self.class_names[i], (i + 1) * 3) for i in present],
+        legend = {}  # class -> the colour key of its first segment, as panoptic_colours picks it
+        for n, sid in enumerate(np.unique(self.segment_ids)):
+            if int(sid) in labels:
+                legend.setdefault(labels[int(sid)] - 1, labels[int(sid)] * 3 + n % 3)
+        return add_legend(blend, [(self.class_names[c], key) for c, key in sorted(legend.items())],
                           scale=_scale(self.image))
 
     def save(self, directory: str | Path) -> list[Path]:

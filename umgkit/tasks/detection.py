@@ -47,7 +47,6 @@ OPTIONS = {
     "save_results": Option(True, "write the COCO results JSON under <output_dir>/eval/"),
     "print_summary": Option(True, "print COCOeval's AP table after evaluation (main process)"),
     "num_vis": Option(4, "pictures written by visualise (ground truth | prediction boxes)"),
-    "vis_score": Option(0.5, "score threshold for the predictions drawn by visualise"),
 }
 
 
