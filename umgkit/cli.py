@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -58,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="list unreadable images and predict the rest (default: stop at the first)")
     pr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="dotted override of the model's config, e.g. --set task_options.inference=slide")
+
+    ex = sub.add_parser("export", help="write a trained model as a model folder, optionally merged",
+                        description="write the model of a run / model / checkpoint folder into --out as a "
+                                    "model folder; with --merge the adapter is folded into the backbone, "
+                                    "saved in its own library's format (open_clip, timm, umg)")
+    ex.add_argument("model", metavar="MODEL", help="run / model / checkpoint folder")
+    ex.add_argument("--out", type=Path, required=True, help="output folder")
+    ex.add_argument("--merge", action="store_true",
+                    help="merge the adapter (LoRA family, lora_qv, SSF, BitFit) into the backbone weights")
+    ex.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="dotted override of the model's config before loading")
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", help="write the synthetic world in every supported format")
@@ -239,6 +251,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ._builtins import import_builtins
+    from .models import export_model
+
+    import_builtins()
+    out = export_model(args.model, args.out, merge=args.merge, overrides=args.overrides)
+    info = json.loads((out / "model.json").read_text(encoding="utf-8"))
+    what = "merged into the backbone" if args.merge else f"adapter {info['adapter']['method']} kept"
+    print(f"exported {args.model} to {out} ({what}; backbone {info['backbone']['name']}, weights "
+          f"{info['backbone']['file'] or 'rebuilt from the config'})")
+    return 0
+
+
 def _is_main_process() -> bool:
     import os
 
@@ -270,8 +295,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "data": _cmd_data,
-             "list": _cmd_list, "demo": _cmd_demo}
+_COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "export": _cmd_export,
+             "data": _cmd_data, "list": _cmd_list, "demo": _cmd_demo}
 _COMMANDS["pretrain"] = _cmd_pretrain
 
 

@@ -12,6 +12,7 @@ from .base import TaskModel
 from .build import build_backbone, build_model
 from .classification import ClassificationModel
 from .detection import DetectionModel
+from .export import export_model
 from .folder import load_model, resolve_model_source, save_model_folder
 from .panoptic import PanopticModel
 from .predictor import Predictor
@@ -20,5 +21,5 @@ from .retrieval import RetrievalModel
 from .semantic import SemanticModel
 
 __all__ = ["TaskModel", "ClassificationModel", "RetrievalModel", "SemanticModel", "PanopticModel",
-           "DetectionModel", "Preprocess", "Predictor", "build_backbone", "build_model", "load_model",
-           "resolve_model_source", "save_model_folder"]
+           "DetectionModel", "Preprocess", "Predictor", "build_backbone", "build_model", "export_model",
+           "load_model", "resolve_model_source", "save_model_folder"]

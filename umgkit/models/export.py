@@ -1,0 +1,91 @@
+"""`export_model`: a trained model as a folder to share, optionally with its adapter merged into the
+backbone, which is then saved in its own library's format.
+
+With ``merge=True`` (methods whose computation is a weight update: the LoRA family, lora_qv, SSF, BitFit,
+and the frozen / full baselines) the adapter is folded into the frozen weights and the backbone is written
+where its library reads it:
+
+- ``openclip:NAME`` -> ``open_clip_model.safetensors``: ``open_clip.create_model(NAME, pretrained=FILE)``;
+- ``timm:NAME`` -> ``model.safetensors``: ``timm.create_model(NAME, pretrained=True, num_classes=0,
+  pretrained_cfg_overlay=dict(file=FILE))`` (the backbone has no classifier, hence ``num_classes=0``);
+- ``umg:...`` -> ``backbone/`` (``model.safetensors`` + ``config.json``): ``create_backbone("umg:DIR")``.
+
+The exported folder is itself a model folder whose adapter is ``frozen`` (empty) and whose config points at
+the merged weights, so ``umgkit predict`` / ``Predictor.from_pretrained`` load it; inference then costs
+what the plain backbone costs. Without ``merge`` the model folder is copied as is (adapter + head).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from safetensors.torch import save_file
+from torch import nn
+
+from .._io import atomic_write
+from ..errors import ModelError
+from .folder import load_model, resolve_model_source, save_model_folder
+
+__all__ = ["export_model", "save_backbone_weights"]
+
+
+def export_model(source: str | os.PathLike, out: str | os.PathLike, *, merge: bool = False,
+                 overrides: Iterable[str] = ()) -> Path:
+    """Write the model of ``source`` (run, model or checkpoint folder) into ``out`` as a model folder."""
+    from ..adapters import merge_adapter
+    from ..registry import ADAPTERS
+
+    model = load_model(source, overrides=overrides)
+    info_file = resolve_model_source(source).model_dir / "model.json"
+    metrics = json.loads(info_file.read_text(encoding="utf-8")).get("metrics") or {}
+    out = Path(out)
+    if not merge:
+        return save_model_folder(model, out, metrics=metrics)
+    adapter = model.adapter
+    if adapter is not None and not adapter.mergeable:
+        raise ModelError(f"adapter '{adapter.method}' cannot be merged into the backbone: its computation is "
+                         "not a weight update (mergeable: lora, dora, loha, lokr, lora_qv, ssf, bitfit, "
+                         "frozen, full). Export it without --merge: the folder keeps the adapter and loads "
+                         "the same way.")
+    if adapter is not None:
+        merge_adapter(model.backbone, adapter)
+    model.backbone.requires_grad_(False)  # the merged weights are the new frozen backbone
+    out.mkdir(parents=True, exist_ok=True)
+    backbone, pretrained = save_backbone_weights(model.backbone, model.config.model.backbone, out)
+    mc = dataclasses.replace(model.config.model, backbone=backbone, pretrained=pretrained, adapter="frozen",
+                             adapter_options={})
+    model.config = dataclasses.replace(model.config, model=mc)
+    model.adapter = ADAPTERS.build("frozen")
+    return save_model_folder(model, out, metrics=metrics)
+
+
+def save_backbone_weights(backbone: nn.Module, name: str, out: Path) -> tuple[str, str | None]:
+    """Save a (merged) backbone in its library's format under ``out``; returns the ``(model.backbone,
+    model.pretrained)`` config values that load it back."""
+    from ..backbones.openclip import OpenCLIPBackbone
+    from ..backbones.timm_backbone import TimmBackbone
+    from ..backbones.umg import UMGBackbone, save_umg_checkpoint
+
+    if isinstance(backbone, UMGBackbone):
+        folder = save_umg_checkpoint(backbone, out / "backbone")
+        return f"umg:{folder.resolve()}", None
+    if isinstance(backbone, OpenCLIPBackbone):
+        path = out / "open_clip_model.safetensors"
+        _save_state(backbone.model, path)
+        return name, str(path.resolve())
+    if isinstance(backbone, TimmBackbone):
+        path = out / "model.safetensors"
+        _save_state(backbone.model, path)
+        return name, str(path.resolve())
+    raise ModelError(f"cannot save a merged {type(backbone).__name__} ({name}) in its library's format; "
+                     "export it without --merge.")
+
+
+def _save_state(module: nn.Module, path: Path) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+
