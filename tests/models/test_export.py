@@ -98,7 +98,9 @@ def test_merged_backbone_loads_in_its_own_library_with_the_adapted_features(tmp_
 
 def test_exported_folder_predicts_as_the_run(tmp_path, semantic_run, small_world):
     images = small_world / "ade" / "images" / "validation"
-    assert main(["export", str(semantic_run), "--out", str(tmp_path / "merged"), "--merge"]) == 0
+    assert main(["export", str(semantic_run), "--out", str(tmp_path / "exported"), "--merge"]) == 0
+    assert "umg:backbone" in (tmp_path / "exported" / "config.yaml").read_text()  # inside the folder
+    (tmp_path / "exported").rename(tmp_path / "merged")  # the folder carries its weights: it can move
     assert main(["predict", str(tmp_path / "merged"), str(images), "--out", str(tmp_path / "a")]) == 0
     assert main(["predict", str(semantic_run), str(images), "--out", str(tmp_path / "b")]) == 0
     for png in sorted((tmp_path / "b" / "labels").glob("*.png")):

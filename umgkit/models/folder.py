@@ -95,7 +95,7 @@ def write_model_metadata(model: TaskModel, directory: str | os.PathLike, *, comp
     out.mkdir(parents=True, exist_ok=True)
     if model.config is None:
         raise ModelError("this model has no run config (model.config); build it with umgkit.build_model.")
-    save_config(_absolute_paths(model.config), out / "config.yaml")
+    save_config(_portable_paths(model.config, out), out / "config.yaml")
     if model.class_names:
         atomic_write_text(out / "class_names.json", json.dumps(model.class_names, indent=1) + "\n")
     atomic_write_text(out / "preprocess.json", json.dumps(model.preprocess.to_dict(), indent=1) + "\n")
@@ -112,16 +112,38 @@ def write_model_metadata(model: TaskModel, directory: str | os.PathLike, *, comp
     return out
 
 
-def _absolute_paths(cfg: Any) -> Any:
-    """The config with its backbone file references made absolute, so the folder loads from any directory."""
+def _portable_paths(cfg: Any, folder: Path) -> Any:
+    """The config with its backbone file references made loadable from anywhere: relative to the model
+    folder when the weights live inside it (an exported or downloaded folder carries them), else absolute."""
     import dataclasses
+
+    def place(path: str) -> str:
+        p = Path(path).expanduser().resolve()
+        try:
+            return p.relative_to(folder.resolve()).as_posix()
+        except ValueError:
+            return str(p)
 
     mc = cfg.model
     backbone, pretrained = mc.backbone, mc.pretrained
     if backbone.startswith("umg:") and Path(backbone[4:]).expanduser().exists():
-        backbone = "umg:" + str(Path(backbone[4:]).expanduser().resolve())
+        backbone = "umg:" + place(backbone[4:])
     if pretrained and Path(pretrained).expanduser().is_file():
-        pretrained = str(Path(pretrained).expanduser().resolve())
+        pretrained = place(pretrained)
+    return dataclasses.replace(cfg, model=dataclasses.replace(mc, backbone=backbone, pretrained=pretrained))
+
+
+def _resolve_in_folder(cfg: Any, folder: Path) -> Any:
+    """Inverse of `_portable_paths`: references relative to the folder become absolute paths again."""
+    import dataclasses
+
+    mc = cfg.model
+    backbone, pretrained = mc.backbone, mc.pretrained
+    inside = backbone[4:]
+    if backbone.startswith("umg:") and not Path(inside).is_absolute() and (folder / inside).exists():
+        backbone = "umg:" + str((folder / inside).resolve())
+    if pretrained and not Path(pretrained).is_absolute() and (folder / pretrained).is_file():
+        pretrained = str((folder / pretrained).resolve())
     return dataclasses.replace(cfg, model=dataclasses.replace(mc, backbone=backbone, pretrained=pretrained))
 
 
@@ -174,7 +196,7 @@ def load_model(path: str | os.PathLike, *, overrides: Iterable[str] = (),
     if source.kind != "checkpoint" and not info.get("complete"):
         raise ModelError(f"{folder} is the model folder of a run that has not finished; evaluate one of its "
                          f"checkpoints instead (umgkit eval {folder.parent}/checkpoints/step_...).")
-    cfg = load_config(folder / "config.yaml", list(overrides))
+    cfg = _resolve_in_folder(load_config(folder / "config.yaml", list(overrides)), folder)
     names = _read_json(folder / "class_names.json") if (folder / "class_names.json").is_file() else None
     model = build_model(cfg, names, thing_classes=info.get("thing_classes"),
                         category_ids=info.get("category_ids"))
