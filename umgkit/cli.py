@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="dotted override of the model's config before loading")
 
+    push = sub.add_parser("push", help="upload a run's model folder to the Hugging Face Hub",
+                          description="upload the model folder of a run (or a model folder, e.g. from "
+                                      "`umgkit export --merge`) to the Hub; load it anywhere as "
+                                      "hf-hub:ORG/NAME")
+    push.add_argument("model", metavar="MODEL", help="run or model folder")
+    push.add_argument("repo", metavar="ORG/NAME", help="Hub repository (created when missing)")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument("--message", default=None, help="commit message")
+
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", help="write the synthetic world in every supported format")
     synth.add_argument("--out", type=Path, required=True, help="output folder")
@@ -264,6 +273,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_push(args: argparse.Namespace) -> int:
+    from .models.hub import push_model
+
+    url = push_model(args.model, args.repo, private=args.private, commit_message=args.message)
+    print(f"pushed {args.model} to {args.repo}: {url} (load it as hf-hub:{args.repo})")
+    return 0
+
+
 def _is_main_process() -> bool:
     import os
 
@@ -296,7 +313,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "export": _cmd_export,
-             "data": _cmd_data, "list": _cmd_list, "demo": _cmd_demo}
+             "push": _cmd_push, "data": _cmd_data, "list": _cmd_list, "demo": _cmd_demo}
 _COMMANDS["pretrain"] = _cmd_pretrain
 
 

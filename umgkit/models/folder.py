@@ -56,6 +56,11 @@ class ModelSource:
 
 def resolve_model_source(path: str | os.PathLike) -> ModelSource:
     """Tell a run folder, a model folder, a checkpoint folder and a config file apart; clear errors else."""
+    if str(path).startswith("hf-hub:"):
+        from .hub import download_model
+
+        folder = download_model(str(path))
+        return ModelSource("model", folder, folder)
     p = Path(path).expanduser()
     if p.is_file():
         if p.suffix in (".yaml", ".yml"):

@@ -1,0 +1,93 @@
+"""Sharing model folders through the Hugging Face Hub: ``umgkit push`` and ``hf-hub:ORG/NAME[@REVISION]``.
+
+A pushed repository is a model folder (its ``README.md`` is the model card); ``hf-hub:`` names load it
+through ``huggingface_hub.snapshot_download`` wherever a model folder is accepted (eval, predict, export,
+``Predictor.from_pretrained``). Offline (``HF_HUB_OFFLINE=1``) only the local cache is read, and a name that
+is not there is one clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from ..errors import ModelError
+
+__all__ = ["HUB_PREFIX", "parse_hub_name", "download_model", "push_model"]
+
+HUB_PREFIX = "hf-hub:"
+_REPO = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def parse_hub_name(spec: str) -> tuple[str, str | None]:
+    """``"hf-hub:ORG/NAME@REV"`` -> ``("ORG/NAME", "REV")`` (revision None when absent)."""
+    name = spec[len(HUB_PREFIX):] if spec.startswith(HUB_PREFIX) else spec
+    repo, _, revision = name.partition("@")
+    if not _REPO.match(repo):
+        raise ModelError(f"{spec!r} is not a hub model name; write hf-hub:ORG/NAME (optionally @REVISION).")
+    return repo, revision or None
+
+
+def download_model(spec: str) -> Path:
+    """The local snapshot folder of ``hf-hub:ORG/NAME[@REV]`` (downloaded, or from the cache offline)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    from ..backbones._weights import hub_offline
+
+    repo, revision = parse_hub_name(spec)
+    offline = hub_offline()
+    try:
+        folder = Path(snapshot_download(repo_id=repo, revision=revision, local_files_only=offline))
+    except LocalEntryNotFoundError as err:
+        why = "the hub is offline (HF_HUB_OFFLINE is set)" if offline else "the hub could not be reached"
+        raise ModelError(f"{spec}: {why} and the model is not in the local Hugging Face cache; connect and "
+                         "unset HF_HUB_OFFLINE, or copy the model folder and give its path.") from err
+    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
+        raise ModelError(f"{spec}: no such repository or revision on the hub ({type(err).__name__}); check "
+                         "the name, or log in (`hf auth login`) for a private one.") from err
+    except (HfHubHTTPError, OSError) as err:
+        raise ModelError(f"{spec}: the download failed ({err}).") from err
+    if not (folder / "model.json").is_file():
+        raise ModelError(f"{spec} is not a umgkit model (no model.json in the repository); load it with the "
+                         "library it was written for.")
+    return folder
+
+
+def push_model(source: str | os.PathLike, repo_id: str, *, private: bool = False,
+               commit_message: str | None = None, token: str | None = None) -> str:
+    """Upload the model folder of ``source`` (run or model folder) to ``repo_id``; returns the commit URL.
+
+    The folder must be loadable elsewhere: a backbone weights file outside it (e.g. a local ``umg:``
+    checkpoint) is refused; ``umgkit export RUN --out DIR --merge`` writes a folder that carries it.
+    """
+    from huggingface_hub import HfApi
+
+    from .folder import resolve_model_source
+
+    parse_hub_name(repo_id)
+    src = resolve_model_source(source)
+    if src.kind not in ("model", "run"):
+        raise ModelError(f"{source}: push a run or model folder (a checkpoint: `umgkit export CHECKPOINT "
+                         "--out DIR` first).")
+    folder = src.model_dir
+    info = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    if not info.get("complete"):
+        raise ModelError(f"{folder} belongs to an unfinished run; push it when training has finished.")
+    weights = (info.get("backbone") or {}).get("file")
+    if weights and not Path(weights).resolve().is_relative_to(folder.resolve()):
+        raise ModelError(f"{folder} references backbone weights outside itself ({weights}), which nobody "
+                         "downloading it would have; `umgkit export RUN --out DIR --merge` writes a folder "
+                         "that carries them, or train on a backbone that loads by name.")
+    api = HfApi(token=token)
+    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+    commit = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
+                               commit_message=commit_message or f"umgkit {info['task']} model")
+    return str(getattr(commit, "commit_url", commit))
