@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -49,6 +50,7 @@ def offline_cache(tmp_path, monkeypatch):
     import huggingface_hub.constants as constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read once at import; the libraries consult it
     return cache
 
 
@@ -132,3 +134,40 @@ def test_push_refuses_a_folder_whose_backbone_file_stays_behind(small_world, tmp
         push_model(run, "umgkit-test/x")
     info = json.loads((run / "model" / "model.json").read_text())
     assert info["backbone"]["file"].endswith("model.safetensors")
+
+
+def test_timm_and_open_clip_hub_backbones_load_from_a_cache_offline(offline_cache, tmp_path):
+    """`timm:hf-hub:` / `openclip:hf-hub:` read repositories each library wrote itself (save_for_hf)."""
+    import open_clip
+    import timm
+    import torch
+    from open_clip.push_to_hf_hub import save_for_hf as save_open_clip_for_hf
+    from timm.models import save_for_hf as save_timm_for_hf
+
+    from umgkit.backbones import create_backbone
+    from umgkit.backbones.openclip import _ensure_umgkit_configs
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0).eval()
+    save_timm_for_hf(vit, str(tmp_path / "timm_repo"))
+    _cache_snapshot(offline_cache, "umgkit-test/vit-tiny", tmp_path / "timm_repo")
+    _ensure_umgkit_configs()
+    clip = open_clip.create_model("umgkit-tiny-openclip").eval()
+    # open_clip's built-in CLIP tokenizer has no files to save (save_for_hf expects an HF tokenizer's
+    # save_pretrained); the repository's config names it, and open_clip rebuilds it from that
+    no_files = SimpleNamespace(save_pretrained=lambda directory: None)
+    save_open_clip_for_hf(clip, no_files, open_clip.get_model_config("umgkit-tiny-openclip"),
+                          str(tmp_path / "clip_repo"))
+    _cache_snapshot(offline_cache, "umgkit-test/tiny-openclip", tmp_path / "clip_repo")
+
+    x224, x32 = torch.rand(2, 3, 224, 224), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        timm_bb = create_backbone("timm:hf-hub:umgkit-test/vit-tiny")
+        pooled = vit.forward_head(vit.forward_features(x224), pre_logits=True)
+        expected = torch.nn.functional.normalize(pooled, dim=-1)
+        torch.testing.assert_close(timm_bb.encode_image(x224), expected, atol=1e-5, rtol=0)
+        clip_bb = create_backbone("openclip:hf-hub:umgkit-test/tiny-openclip")
+        torch.testing.assert_close(clip_bb.encode_image(x32), clip.encode_image(x32, normalize=True),
+                                   atol=1e-5, rtol=0)
+    with pytest.raises(RuntimeError, match="offline"):
+        create_backbone("timm:hf-hub:umgkit-test/not-cached")

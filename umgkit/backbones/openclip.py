@@ -117,13 +117,12 @@ def build_openclip(name: str, pretrained: str | None = None, **kwargs) -> OpenCL
 
     _ensure_umgkit_configs()
     label = f"openclip:{name}"
-    if name.startswith("hf-hub:"):  # config and weights both come from the hub
-        if hub_offline():
-            raise offline_error(label, name, "open_clip_model")
+    if name.startswith("hf-hub:"):  # config and weights both come from the hub (or its cache, offline)
         try:
             model = open_clip.create_model(name, weights_only=True, **kwargs)
         except (OSError, RuntimeError, ValueError) as err:
-            raise offline_error(label, name, "open_clip_model", err) from err
+            cause = None if hub_offline() else err
+            raise offline_error(label, name, "open_clip_model", cause) from err
         return OpenCLIPBackbone(model, open_clip.get_tokenizer(name), name=label)
     if name not in open_clip.list_models():
         raise KeyError(f"openclip:{name} is not an open_clip model; e.g. ViT-B-16, ViT-L-14 or "

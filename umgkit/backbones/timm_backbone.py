@@ -79,14 +79,22 @@ def build_timm(name: str, pretrained: str | None = None, **kwargs) -> TimmBackbo
     ``pretrained``: None (random init), a local ``.safetensors`` / ``.pth`` / ``.bin`` file in timm's
     format (read with ``timm.models.load_checkpoint(weights_only=True)``), or a hub request — ``"hub"``
     for the default tag or a tag name such as ``"augreg_in21k"`` — which needs the network.
+    ``timm:hf-hub:ORG/NAME`` loads a repository written by ``timm.models.save_for_hf`` / ``push_to_hf_hub``
+    (offline: from the Hugging Face cache).
     """
     import timm
 
     label = f"timm:{name}"
+    kwargs = {"num_classes": 0, "dynamic_img_size": True, **kwargs}
+    if name.startswith("hf-hub:"):  # architecture and weights from a hub repository (or its cache, offline)
+        try:
+            model = timm.create_model(name, pretrained=True, **kwargs)
+        except (OSError, RuntimeError, ValueError) as err:
+            raise offline_error(label, name, "timm_model", None if hub_offline() else err) from err
+        return TimmBackbone(model.eval(), name=label)
     base = name.split(".", 1)[0]
     if not timm.is_model(base):
         raise KeyError(f"{label} is not a timm model; `timm.list_models('vit_*')` lists the ViTs.")
-    kwargs = {"num_classes": 0, "dynamic_img_size": True, **kwargs}
     if pretrained and is_local_path(pretrained):
         path = check_local_file(pretrained, label)
         model = timm.create_model(name, pretrained=False, **kwargs)

@@ -47,9 +47,10 @@ def download_model(spec: str) -> Path:
     try:
         folder = Path(snapshot_download(repo_id=repo, revision=revision, local_files_only=offline))
     except LocalEntryNotFoundError as err:
-        why = "the hub is offline (HF_HUB_OFFLINE is set)" if offline else "the hub could not be reached"
-        raise ModelError(f"{spec}: {why} and the model is not in the local Hugging Face cache; connect and "
-                         "unset HF_HUB_OFFLINE, or copy the model folder and give its path.") from err
+        why, fix = (("the hub is offline (HF_HUB_OFFLINE is set)", "unset HF_HUB_OFFLINE on a machine with "
+                     "network") if offline else ("the hub could not be reached", "check the network"))
+        raise ModelError(f"{spec}: {why} and the model is not in the local Hugging Face cache; {fix}, or "
+                         "copy the model folder here and give its path.") from err
     except (RepositoryNotFoundError, RevisionNotFoundError) as err:
         raise ModelError(f"{spec}: no such repository or revision on the hub ({type(err).__name__}); check "
                          "the name, or log in (`hf auth login`) for a private one.") from err
