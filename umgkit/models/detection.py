@@ -49,8 +49,9 @@ class DetectionModel(TaskModel):
 @MODELS.register("detection")
 def build_detection_model(cfg: RunConfig, class_names: list[str] | None, *,
                           category_ids: list[int] | None = None, **_: object) -> DetectionModel:
-    """Backbone + adapter + ``model.head`` (default ``vitdet_rcnn``); ``task_options.masks`` adds the mask
-    branch; ``category_ids`` (COCO ids per label) default to 1..K."""
+    """Backbone + adapter + ``model.head`` (default ``vitdet_rcnn``) for boxes and instance masks.
+
+    ``task_options.masks`` adds the mask branch; ``category_ids`` (COCO ids per label) default to 1..K."""
     names = require_class_names("detection", class_names)
     opts = inference_options(INFERENCE_OPTIONS, cfg.task_options)
     backbone, adapter = build_backbone(cfg.model)

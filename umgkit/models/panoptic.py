@@ -52,8 +52,9 @@ class PanopticModel(TaskModel):
 def build_panoptic_model(cfg: RunConfig, class_names: list[str] | None, *,
                          thing_classes: list[bool] | None = None, category_ids: list[int] | None = None,
                          **_: object) -> PanopticModel:
-    """Backbone + adapter + ``model.head`` (default ``mask2former``); ``thing_classes`` default: all
-    things."""
+    """Backbone + adapter + ``model.head`` (default ``mask2former``) for panoptic segments.
+
+    ``thing_classes`` default to all things; ``category_ids`` (COCO ids per label) to 1..K."""
     names = require_class_names("panoptic", class_names)
     backbone, adapter = build_backbone(cfg.model)
     head = HEADS.build(cfg.model.head or "mask2former", backbone=backbone, num_classes=len(names),

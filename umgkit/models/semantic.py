@@ -55,8 +55,10 @@ class SemanticModel(TaskModel):
 
 @MODELS.register("semantic")
 def build_semantic_model(cfg: RunConfig, class_names: list[str] | None, **_: object) -> SemanticModel:
-    """Backbone + adapter + ``model.head`` (default ``semantic_fpn``); resize per
-    ``task_options.eval_resize``."""
+    """Backbone + adapter + ``model.head`` (default ``semantic_fpn``) for per-pixel class logits.
+
+    Inputs are resized as ``task_options.eval_resize`` says; ``task_options.inference`` picks whole or
+    sliding-window inference."""
     names = require_class_names("semantic", class_names)
     backbone, adapter = build_backbone(cfg.model)
     head = HEADS.build(cfg.model.head or "semantic_fpn", backbone=backbone, num_classes=len(names),
