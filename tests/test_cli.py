@@ -64,3 +64,14 @@ def test_world_reads_back_in_every_format_and_previews(tmp_path):
         name: val for name in ("imagefolder", "coco_captions", "coco_instances", "coco_panoptic", "ade20k",
                                "manifest")}
     assert preview_world(tmp_path / "world", tmp_path / "preview.png").stat().st_size > 1000
+
+
+def test_version_is_printed():
+    import subprocess
+    import sys
+
+    import umgkit
+
+    proc = subprocess.run([sys.executable, "-m", "umgkit.cli", "--version"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"umgkit {umgkit.__version__}"

@@ -16,6 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Adapt frozen multi-granularity vision-language backbones with "
                     "parameter-efficient tuning.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"umgkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     train = sub.add_parser("train", help="train a task from a YAML config; ends with OUTPUT_DIR/model/",

@@ -115,3 +115,55 @@ def test_saved_config_loads_back_identically(tree, tmp_path):
     out = save_config(cfg, tmp_path / "run" / "config.yaml")
     assert load_config(out) == cfg
     assert not list(out.parent.glob("*.tmp"))
+
+
+def test_switching_a_method_on_the_command_line_drops_the_old_methods_options(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text(textwrap.dedent("""
+        task: semantic
+        model: {adapter: lora, adapter_options: {rank: 8, alpha: 16}, head: semantic_fpn,
+                head_options: {channels: 64}}
+    """))
+    switched = load_config(base, ["model.adapter=adaptformer", "model.adapter_options.bottleneck=16"])
+    assert (switched.model.adapter, switched.model.adapter_options) == ("adaptformer", {"bottleneck": 16})
+    assert switched.model.head_options == {"channels": 64}  # the head was not switched
+    same = load_config(base, ["model.adapter=lora", "model.adapter_options.rank=4"])
+    assert same.model.adapter_options == {"rank": 4, "alpha": 16}  # same method: options still merge
+    head = load_config(base, ["model.head=semantic_uper"])
+    assert head.model.head_options == {} and head.model.adapter_options == {"rank": 8, "alpha": 16}
+
+
+def test_a_child_config_that_switches_a_method_replaces_its_options(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "task: classification\nmodel: {adapter: lora, adapter_options: {rank: 8, alpha: 16}, "
+        "head: text_init, head_options: {templates: simple}}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("_base_: base.yaml\n"
+                     "model: {adapter: ssf, adapter_options: {layers: [0]}, head: linear}\n")
+    cfg = load_config(child)
+    assert (cfg.model.adapter, cfg.model.adapter_options) == ("ssf", {"layers": [0]})
+    assert (cfg.model.head, cfg.model.head_options) == ("linear", {})
+
+
+@pytest.mark.slow
+def test_the_quickstart_adapter_switch_trains_as_printed(tmp_path, monkeypatch):
+    """docs/quickstart.md's `model.adapter=adaptformer model.adapter_options.bottleneck=16` example, run as
+    printed plus a tiny world and one step."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from umgkit.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "quickstart.md").read_text()
+    command = re.search(r"umgkit train configs/demo/classification\.yaml [^\n]*model\.adapter=adaptformer"
+                        r"[^\n]*\\\n[^\n]*", text).group(0).replace("\\\n", " ")
+    argv = shlex.split(command)[1:]
+    monkeypatch.chdir(tmp_path)
+    argv[1] = str(root / argv[1])
+    tiny = ["data.synthetic.num=96", "data.synthetic.out=world", "data.root=world/imagefolder",
+            "train.max_steps=1", "train.progress=false", "data.batch_size=4"]
+    assert main([*argv, *tiny]) == 0
+    saved = (tmp_path / "runs" / "adaptformer" / "model" / "config.yaml").read_text()
+    assert "adapter: adaptformer" in saved and "bottleneck: 16" in saved and "rank" not in saved

@@ -22,6 +22,8 @@ from .validate import ConfigError, from_dict, to_dict
 __all__ = ["load_config", "load_yaml_tree", "apply_overrides", "save_config", "config_from_dict"]
 
 BASE_KEY = "_base_"
+# a registry-named method and the options that belong to it: switching the method drops the old options
+METHOD_OPTIONS = (("model", "adapter", "adapter_options"), ("model", "head", "head_options"))
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), schema: type = RunConfig) -> Any:
@@ -71,13 +73,25 @@ def load_yaml_tree(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, dic
         base_data, base_origins = load_yaml_tree(path.parent / base, (*_chain, path))
         _merge(merged, base_data)
         origins.update(base_origins)
+    _drop_switched_options(merged, origins, raw)
     _merge(merged, raw)
     origins.update({key: str(path) for key in _leaf_paths(raw)})
     return merged, origins
 
 
 def apply_overrides(data: dict, origins: dict[str, str], overrides: Iterable[str]) -> None:
-    """Apply ``a.b.c=value`` strings in place; values are parsed as YAML (``1e-3``, ``[1, 2]``, ``null``)."""
+    """Apply ``a.b.c=value`` strings in place; values are parsed as YAML (``1e-3``, ``[1, 2]``, ``null``).
+
+    Switching a method (``model.adapter=...``, ``model.head=...``) drops the options of the one it
+    replaces; options given on the same command line apply to the new method.
+    """
+    overrides = list(overrides)
+    switched: dict = {}
+    for item in overrides:
+        key, _, text = item.partition("=")
+        if key.strip() in ("model.adapter", "model.head") and "=" in item:
+            switched.setdefault("model", {})[key.strip().split(".")[1]] = _parse_value(item, text)
+    _drop_switched_options(data, origins, switched)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"command-line override '{item}' must look like key.path=value "
@@ -86,10 +100,7 @@ def apply_overrides(data: dict, origins: dict[str, str], overrides: Iterable[str
         key = key.strip()
         if not key or any(not part for part in key.split(".")):
             raise ConfigError(f"command-line override '{item}' has an empty key part.")
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError as err:
-            raise ConfigError(f"command-line override '{item}': value is not valid YAML: {err}") from None
+        value = _parse_value(item, text)
         node = data
         parts = key.split(".")
         for depth, part in enumerate(parts[:-1]):
@@ -108,6 +119,27 @@ def save_config(cfg: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def _parse_value(item: str, text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"command-line override '{item}': value is not valid YAML: {err}") from None
+
+
+def _drop_switched_options(data: dict, origins: dict[str, str], new: Mapping) -> None:
+    """Where ``new`` names another method than ``data`` (adapter, head), forget ``data``'s options for it:
+    a base config's LoRA ``rank`` must not reach the AdaptFormer a child config or override switches to."""
+    for section, method, options in METHOD_OPTIONS:
+        old_part, new_part = data.get(section), new.get(section)
+        if not isinstance(old_part, dict) or not isinstance(new_part, Mapping) or method not in new_part:
+            continue
+        if new_part[method] != old_part.get(method) and options in old_part:
+            del old_part[options]
+            for key in [k for k in origins if k == f"{section}.{options}" or
+                        k.startswith(f"{section}.{options}.")]:
+                del origins[key]
 
 
 def _merge(into: dict, new: Mapping) -> None:
