@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ModelConfig", "SynthConfig", "DataConfig", "TrainConfig", "RunConfig"]
+__all__ = ["ModelConfig", "SynthConfig", "DataConfig", "TrainConfig", "RunConfig", "ranged"]
+
+
+def ranged(default: Any, **bounds: float) -> Any:
+    """A field with bounds (``ge``, ``gt``, ``le``, ``lt``), checked when a config is validated."""
+    return field(default=default, metadata=bounds)
 
 
 @dataclass
@@ -28,10 +33,10 @@ class ModelConfig:
 @dataclass
 class SynthConfig:
     out: str = ""  # when set, the synthetic world is generated here before reading (reused if unchanged)
-    num: int = 400  # images in the world (train + val)
-    size: int = 64  # image side, pixels
+    num: int = ranged(400, ge=1)  # images in the world (train + val)
+    size: int = ranged(64, ge=8)  # image side, pixels
     seed: int = 0  # generator seed; the same seed writes the same bytes
-    val_fraction: float = 0.2  # share of the images that go to the val split
+    val_fraction: float = ranged(0.2, ge=0.0, lt=1.0)  # share of the images that go to the val split
 
 
 @dataclass
@@ -40,34 +45,34 @@ class DataConfig:
     format: str = ""  # dataset reader name from `umgkit list datasets`; empty = the task's default
     train_split: str = "train"  # split name the reader understands
     val_split: str = "val"  # split evaluated during and after training; empty = no evaluation
-    image_size: int = 224  # square side after resizing / cropping, pixels
-    num_classes: int | None = None  # when set, must equal the dataset's class count
+    image_size: int = ranged(224, ge=1)  # square side after resizing / cropping, pixels
+    num_classes: int | None = ranged(None, ge=1)  # when set, must equal the dataset's class count
     class_names: str | None = None  # optional file with one class name per line
-    batch_size: int = 32  # per process
-    eval_batch_size: int | None = None  # per process; defaults to batch_size
-    num_workers: int = 0  # DataLoader workers per process
+    batch_size: int = ranged(32, ge=1)  # per process
+    eval_batch_size: int | None = ranged(None, ge=1)  # per process; defaults to batch_size
+    num_workers: int = ranged(0, ge=0)  # DataLoader workers per process
     skip_bad: bool = False  # skip unreadable / invalid samples, count them, report at epoch end
-    limit: int | None = None  # use only the first N samples of each split (quick runs)
+    limit: int | None = ranged(None, ge=0)  # use only the first N samples of each split (quick runs)
     options: dict[str, Any] = field(default_factory=dict)  # reader-specific options
     synthetic: SynthConfig = field(default_factory=SynthConfig)  # generate the built-in world first
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 1  # ignored when max_steps > 0
-    max_steps: int = 0  # optimizer steps; 0 = derive from epochs
-    lr: float = 1e-3  # peak learning rate of AdamW (after warmup)
-    weight_decay: float = 0.05  # not applied to biases, norms and other 1-D parameters
+    epochs: int = ranged(1, ge=1)  # ignored when max_steps > 0
+    max_steps: int = ranged(0, ge=0)  # optimizer steps; 0 = derive from epochs
+    lr: float = ranged(1e-3, gt=0.0)  # peak learning rate of AdamW (after warmup)
+    weight_decay: float = ranged(0.05, ge=0.0)  # not applied to biases, norms and other 1-D parameters
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
-    warmup_steps: int = 0  # linear warmup before the cosine decay
-    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
-    grad_accum: int = 1  # micro-batches per optimizer step
-    clip_grad: float = 0.0  # max global grad norm; 0 disables clipping
+    warmup_steps: int = ranged(0, ge=0)  # linear warmup before the cosine decay
+    min_lr_ratio: float = ranged(0.0, ge=0.0, le=1.0)  # cosine decays to lr * min_lr_ratio
+    grad_accum: int = ranged(1, ge=1)  # micro-batches per optimizer step
+    clip_grad: float = ranged(0.0, ge=0.0)  # max global grad norm; 0 disables clipping
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # autocast dtype (Accelerate); "no" = fp32
-    eval_every: int = 0  # evaluate every N optimizer steps (and always at the end); 0 = end only
-    log_every: int = 10  # optimizer steps between TensorBoard scalars
-    save_every: int = 0  # checkpoint every N optimizer steps (and at the end); 0 = end only
-    keep_last: int = 2  # checkpoints kept on disk
+    eval_every: int = ranged(0, ge=0)  # evaluate every N optimizer steps (and at the end); 0 = end only
+    log_every: int = ranged(10, ge=1)  # optimizer steps between TensorBoard scalars
+    save_every: int = ranged(0, ge=0)  # checkpoint every N optimizer steps (and at the end); 0 = end only
+    keep_last: int = ranged(2, ge=0)  # checkpoints kept on disk
     resume: str | None = None  # "auto" = newest complete checkpoint in output_dir, or a path
     progress: bool = True  # tqdm bar on the main process
 

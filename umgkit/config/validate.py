@@ -48,7 +48,24 @@ def from_dict(schema: type, data: Mapping[str, Any], origins: Mapping[str, str] 
         if f.metadata.get("required") and getattr(obj, name) in ("", None):
             raise ConfigError(_where(origins, _join(prefix, name)) +
                               f"missing required value '{_join(prefix, name)}'.")
+        _check_bounds(getattr(obj, name), f.metadata, _join(prefix, name), origins)
     return obj
+
+
+_BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
+           "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
+
+
+def _check_bounds(value: Any, metadata: Mapping[str, Any], path: str, origins: Mapping[str, str]) -> None:
+    """Range checks declared with `umgkit.config.schema.ranged` (None = unset, never checked)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    failed = [f"{sign} {metadata[k]}" for k, (sign, ok) in _BOUNDS.items() if k in metadata
+              and not ok(value, metadata[k])]
+    if failed:
+        wanted = " and ".join(f"{sign} {metadata[k]}" for k, (sign, _) in _BOUNDS.items() if k in metadata)
+        raise ConfigError(_where(origins, path) + f"key '{path}' has value {value!r}; it must be {wanted}. "
+                          f"Set e.g. `{path}=...` to a value in that range.")
 
 
 def to_dict(obj: Any) -> Any:
