@@ -207,7 +207,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     source = resolve_model_source(args.source)
     if source.kind == "config":
         _note_trained_run(args.source, args.overrides)
-    cfg, metrics = evaluate_saved(args.source, args.overrides)
+    cfg, metrics = evaluate_saved(source, args.overrides)
     if _is_main_process():
         print(f"evaluated the {source.kind} {args.source} on split {cfg.data.val_split!r} of {cfg.data.root}",
               file=sys.stderr)

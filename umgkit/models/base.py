@@ -38,6 +38,7 @@ class TaskModel(nn.Module):
     """
 
     task: ClassVar[str] = ""
+    inference_defaults: ClassVar[Mapping[str, Option]] = {}  # the task's INFERENCE_OPTIONS
 
     def __init__(self, backbone: nn.Module, head: nn.Module, *, preprocess: Preprocess | None = None,
                  class_names: Sequence[str] = (), adapter: Any = None, config: Any = None,
@@ -53,6 +54,10 @@ class TaskModel(nn.Module):
         self.class_names = list(class_names)
         self.thing_classes = None if thing_classes is None else [bool(t) for t in thing_classes]
         self.category_ids = None if category_ids is None else [int(c) for c in category_ids]
+
+    def option(self, name: str) -> Any:
+        """The inference option ``name`` from the preprocessing, else its declared default."""
+        return self.preprocess.inference.get(name, self.inference_defaults[name].default)
 
     @property
     def classifier_kind(self) -> str:

@@ -28,6 +28,7 @@ class DetectionModel(TaskModel):
     ``labels``, [``masks`` (N, 1, H, W) probabilities]) at ``original_sizes`` in eval mode."""
 
     task = "detection"
+    inference_defaults = INFERENCE_OPTIONS
 
     def forward(self, images, targets: list[dict] | None = None, original_sizes=None):
         batch = self.head.batch(images)
@@ -41,9 +42,7 @@ class DetectionModel(TaskModel):
         """``(N, H, W)`` bool instance masks at ``inference.mask_threshold``; None without a mask branch."""
         if not self.with_masks or "masks" not in detection:
             return None
-        default = INFERENCE_OPTIONS["mask_threshold"].default
-        threshold = self.preprocess.inference.get("mask_threshold", default)
-        return detection["masks"][:, 0] > float(threshold)
+        return detection["masks"][:, 0] > float(self.option("mask_threshold"))
 
 
 @MODELS.register("detection")

@@ -39,8 +39,9 @@ def export_model(source: str | os.PathLike, out: str | os.PathLike, *, merge: bo
     from ..adapters import merge_adapter
     from ..registry import ADAPTERS
 
+    source = resolve_model_source(source)
     model = load_model(source, overrides=overrides)
-    info_file = resolve_model_source(source).model_dir / "model.json"
+    info_file = source.model_dir / "model.json"
     metrics = json.loads(info_file.read_text(encoding="utf-8")).get("metrics") or {}
     out = Path(out)
     if not merge:

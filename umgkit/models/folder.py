@@ -54,8 +54,12 @@ class ModelSource:
     model_dir: Path | None  # the model folder holding the metadata (None for a config)
 
 
-def resolve_model_source(path: str | os.PathLike) -> ModelSource:
-    """Tell a run folder, a model folder, a checkpoint folder and a config file apart; clear errors else."""
+def resolve_model_source(path: str | os.PathLike | ModelSource) -> ModelSource:
+    """Tell a run folder, a model folder, a checkpoint folder and a config file apart; clear errors else.
+    An ``hf-hub:`` name is downloaded (or read from the cache) here; a `ModelSource` passes through, so a
+    caller that looked once never looks (or downloads) again."""
+    if isinstance(path, ModelSource):
+        return path
     if str(path).startswith("hf-hub:"):
         from .hub import download_model
 
@@ -179,7 +183,7 @@ def _non_adapter_trainable(model: TaskModel) -> dict[str, torch.nn.Parameter]:
 
 
 # ---------------------------------------------------------------------------------------------- loading
-def load_model(path: str | os.PathLike, *, overrides: Iterable[str] = (),
+def load_model(path: str | os.PathLike | ModelSource, *, overrides: Iterable[str] = (),
                device: str | torch.device | None = None) -> TaskModel:
     """A trained model from a run folder, a model folder or a checkpoint folder, in eval mode.
 

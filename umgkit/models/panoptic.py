@@ -28,6 +28,7 @@ class PanopticModel(TaskModel):
     """``forward((B, 3, H, W))`` -> the head's dict (``pred_logits (B, Q, K+1)``, ``pred_masks``, ``aux``)."""
 
     task = "panoptic"
+    inference_defaults = INFERENCE_OPTIONS
 
     def forward(self, images: torch.Tensor) -> dict:
         return self.head(self.backbone.dense(images))
@@ -39,11 +40,10 @@ class PanopticModel(TaskModel):
         0 = VOID; a segment's ``category_id`` is a label index into ``class_names``)."""
         out = self(image[None])
         logits, masks = out["pred_logits"][0], out["pred_masks"][0]
-        o = {**inference_options(INFERENCE_OPTIONS, None), **self.preprocess.inference}
         isthing = self.thing_classes if self.thing_classes is not None else [True] * len(self.class_names)
-        pan = panoptic_inference(logits, masks, size, isthing, float(o["object_threshold"]),
-                                 float(o["mask_threshold"]), float(o["overlap_threshold"]),
-                                 int(o["min_area"]))
+        names = ("object_threshold", "mask_threshold", "overlap_threshold")
+        thresholds = [float(self.option(k)) for k in names]
+        pan = panoptic_inference(logits, masks, size, isthing, *thresholds, int(self.option("min_area")))
         return {"panoptic": pan, "semantic": semantic_inference(logits, masks, size),
                 "instances": instance_inference(logits, masks, size, isthing)}
 

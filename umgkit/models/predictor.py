@@ -80,7 +80,7 @@ class Predictor:
 
             cfg = load_config(source.path, list(overrides))
             return cls(cfg, class_names=class_names or _config_class_names(cfg), **kwargs)
-        return cls(load_model(path, overrides=overrides), class_names=class_names, **kwargs)
+        return cls(load_model(source, overrides=overrides), class_names=class_names, **kwargs)
 
     @property
     def task(self) -> str:
@@ -226,14 +226,9 @@ class Predictor:
                     src, iid, rgb, self.model.class_names, boxes=det["boxes"].cpu().numpy(),
                     scores=det["scores"].cpu().numpy(), label_ids=det["labels"].cpu().numpy(),
                     masks=None if masks is None else masks.cpu().numpy(),
-                    category_ids=list(self.model.category_ids), draw_threshold=self._vis_score()))
+                    category_ids=list(self.model.category_ids),
+                    draw_threshold=float(self.model.option("vis_score"))))
         return out
-
-
-    def _vis_score(self) -> float:
-        from .detection import INFERENCE_OPTIONS
-
-        return float(self.model.preprocess.inference.get("vis_score", INFERENCE_OPTIONS["vis_score"].default))
 
 
 # ---------------------------------------------------------------------------------------------- inputs

@@ -28,6 +28,7 @@ class SemanticModel(TaskModel):
     """``forward((B, 3, H, W)) -> logits (B, K, H, W)``; `segment` adds the configured inference mode."""
 
     task = "semantic"
+    inference_defaults = INFERENCE_OPTIONS
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if getattr(self.head, "input_kind", "dense") == "pixels":  # zero-shot: text-aligned pixel embeddings
@@ -40,12 +41,11 @@ class SemanticModel(TaskModel):
     def segment(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Logits ``(B, K, *size)`` for preprocessed images ``(B, 3, h, w)`` (bilinear on logits to ``size``,
         the stored image size, as mmseg evaluates)."""
-        opts = self.preprocess.inference
-        if opts.get("inference", "whole") == "slide":
-            window = opts.get("window") or self.preprocess.image_size
+        if self.option("inference") == "slide":
+            window = self.option("window") or self.preprocess.image_size
             first = int(window) if isinstance(window, int) else int(window[0])
-            stride = opts.get("stride") or max(1, (2 * first) // 3)
-            logits = slide_inference(self, images, window, stride, pad=bool(opts.get("pad", False)))
+            stride = self.option("stride") or max(1, (2 * first) // 3)
+            logits = slide_inference(self, images, window, stride, pad=bool(self.option("pad")))
         else:
             logits = whole_inference(self, images)
         if tuple(logits.shape[-2:]) != tuple(size):

@@ -42,9 +42,9 @@ def evaluate_saved(source: str | os.PathLike, overrides: Iterable[str] = ()) -> 
     config file is evaluated as built (zero-shot heads). Returns ``(config, metrics)``."""
     from ..config import load_config
 
-    kind = resolve_model_source(source).kind
-    if kind == "config":
-        cfg = load_config(source, list(overrides))
+    source = resolve_model_source(source)
+    if source.kind == "config":
+        cfg = load_config(source.path, list(overrides))
         task = build_task(cfg, train=False)
     else:
         model = load_model(source, overrides=overrides)
