@@ -43,7 +43,7 @@ def test_unknown_name_suggests_close_matches():
     with pytest.raises(KeyError) as info:
         reg.build("sqare")
     message = str(info.value)
-    assert "Did you mean: square" in message
+    assert "Did you mean 'square'?" in message
     assert "umgkit list widgets" in message
 
 

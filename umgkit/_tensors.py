@@ -1,16 +1,78 @@
-"""Copying saved tensors into a model's parameters: one exact-match rule for every loader.
+"""Reading weights files and copying saved tensors into a model: one rule each for every loader.
 
 Checkpoints, adapters and model folders all store parameters by name; loading must match the names and
-shapes exactly (a silently skipped key would train or predict with fresh weights).
+shapes exactly (a silently skipped key would train or predict with fresh weights). Files are read as
+safetensors, or with ``torch.load(weights_only=True)``; what cannot be read that way is refused with an
+error naming the file, never retried with a full unpickler.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import os
+import pickle
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import torch
 
-__all__ = ["copy_named"]
+from .errors import UmgkitError, WeightsError
+
+__all__ = ["copy_named", "read_safetensors", "read_torch_file", "reading_weights"]
+
+
+def read_safetensors(path: str | os.PathLike, *, fix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file; a missing or unreadable file raises `WeightsError`."""
+    from safetensors.torch import load_file
+
+    with reading_weights(path, fix):
+        return load_file(str(path))
+
+
+def read_torch_file(path: str | os.PathLike, *, fix: str = "") -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU; a file that needs a full unpickler is refused."""
+    with reading_weights(path, fix):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@contextlib.contextmanager
+def reading_weights(path: str | os.PathLike, fix: str = "") -> Iterator[None]:
+    """Turn a missing file and the errors of safetensors / ``torch.load(weights_only=True)`` (also when a
+    library such as open_clip or timm reads the file) into one `WeightsError` naming ``path``."""
+    from safetensors import SafetensorError
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist. {fix}".strip())
+    try:
+        yield
+    except UmgkitError:
+        raise
+    except SafetensorError as err:
+        raise WeightsError(f"{path} is not a readable safetensors file ({err}); it may be truncated or "
+                           f"another kind of file under a .safetensors name. {fix}".strip()) from None
+    except (pickle.UnpicklingError, EOFError) as err:
+        raise WeightsError(f"{path} cannot be read as plain tensors ({_first_reason(err)}); umgkit never "
+                           "unpickles other objects, since a pickle can run code. Save the weights as a "
+                           f"state dict of tensors, preferably as .safetensors. {fix}".strip()) from None
+    except (RuntimeError, KeyError, ValueError) as err:  # a torch / zip archive the reader cannot parse
+        raise WeightsError(f"{path} could not be loaded as weights ({_first_reason(err)}). "
+                           f"{fix}".strip()) from None
+
+
+def _first_reason(err: BaseException) -> str:
+    """The library's own diagnosis without its advice (torch suggests a full unpickler, which is unsafe)."""
+    if isinstance(err, KeyError):  # the unpickler met bytes that are not a pickle at all
+        return "not a file that torch.save wrote"
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    line = next((part.strip() for part in text.splitlines() if part.strip()), type(err).__name__)
+    if "weights_only" in line:
+        return "it holds objects other than tensors"
+    return line.rstrip(".")
 
 
 def copy_named(params: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor], *, source: str,

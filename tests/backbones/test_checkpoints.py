@@ -11,6 +11,7 @@ from backbone_cases import build, images
 from safetensors.torch import save_file
 
 from umgkit.backbones import create_backbone, save_umg_checkpoint
+from umgkit.errors import UnknownNameError, WeightsError
 
 
 def _perturb(module: torch.nn.Module, seed: int) -> None:
@@ -74,7 +75,7 @@ def test_umg_bad_checkpoint(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         create_backbone(f"umg:{tmp_path}")
-    with pytest.raises(KeyError, match="neither an architecture"):
+    with pytest.raises(UnknownNameError, match="unknown umg architecture 'no-such-thing'"):
         create_backbone("umg:no-such-thing")
 
 
@@ -107,28 +108,28 @@ def test_hub_name_offline(monkeypatch, name, tag):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     family = name.split(":")[0]
     example = "open_clip_model" if family == "openclip" else "timm_model"
-    with pytest.raises(RuntimeError, match=rf"give a local file with model\.pretrained=/path/to/{example}"):
+    with pytest.raises(WeightsError, match=rf"give a local file with model\.pretrained=/path/to/{example}"):
         create_backbone(name, pretrained=tag)
 
 
 def test_hf_hub_name_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(RuntimeError, match=r"model\.pretrained=/path/to/open_clip_model\.safetensors"):
+    with pytest.raises(WeightsError, match=r"model\.pretrained=/path/to/open_clip_model\.safetensors"):
         create_backbone("openclip:hf-hub:laion/CLIP-ViT-B-16-laion2B-s34B-b88K")
 
 
 @pytest.mark.parametrize("name", ["openclip:umgkit-tiny-openclip", "timm:vit_tiny_patch16_224"])
 def test_missing_local_file(tmp_path, name):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(WeightsError, match="does not exist"):
         create_backbone(name, pretrained=str(tmp_path / "nope.safetensors"))
 
 
 def test_unknown_names():
-    with pytest.raises(KeyError, match="not an open_clip model"):
+    with pytest.raises(UnknownNameError, match="unknown open_clip model"):
         create_backbone("openclip:ViT-Nope")
-    with pytest.raises(KeyError, match="not a timm model"):
+    with pytest.raises(UnknownNameError, match="unknown timm model"):
         create_backbone("timm:vit_nope")
-    with pytest.raises(KeyError, match="Unknown backbone"):
+    with pytest.raises(UnknownNameError, match="unknown backbone"):
         create_backbone("nope:thing")
 
 

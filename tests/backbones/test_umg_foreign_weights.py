@@ -10,6 +10,7 @@ from torch import nn
 
 from umgkit.backbones import create_backbone
 from umgkit.backbones.umg import load_umg_checkpoint, save_umg_checkpoint
+from umgkit.errors import WeightsError
 
 open_clip = pytest.importorskip("open_clip")
 timm = pytest.importorskip("timm")
@@ -127,7 +128,7 @@ def test_unsupported_parts_and_unknown_files_raise(tmp_path):
     odd = _save({"encoder.weight": torch.zeros(2, 2)}, tmp_path / "odd.safetensors")
     with pytest.raises(ValueError, match="neither umg, open_clip .* nor timm"):
         create_backbone("umg:tiny", pretrained=odd)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(WeightsError, match="does not exist"):
         create_backbone("umg:tiny", pretrained=str(tmp_path / "missing.safetensors"))
 
 

@@ -146,6 +146,7 @@ def test_timm_and_open_clip_hub_backbones_load_from_a_cache_offline(offline_cach
 
     from umgkit.backbones import create_backbone
     from umgkit.backbones.openclip import _ensure_umgkit_configs
+    from umgkit.errors import WeightsError
 
     torch.manual_seed(0)
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0).eval()
@@ -169,5 +170,5 @@ def test_timm_and_open_clip_hub_backbones_load_from_a_cache_offline(offline_cach
         clip_bb = create_backbone("openclip:hf-hub:umgkit-test/tiny-openclip")
         torch.testing.assert_close(clip_bb.encode_image(x32), clip.encode_image(x32, normalize=True),
                                    atol=1e-5, rtol=0)
-    with pytest.raises(RuntimeError, match="offline"):
+    with pytest.raises(WeightsError, match="offline"):
         create_backbone("timm:hf-hub:umgkit-test/not-cached")

@@ -13,13 +13,13 @@ Conventions every method follows:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from .._tensors import copy_named
+from ..errors import ConfigError, close_matches
 
 __all__ = ["Adapter", "AdapterWrapper", "ScopeOptions", "check_positive", "check_targets", "parse_options",
            "config_to_dict", "unwrap_all"]
@@ -34,7 +34,7 @@ class ScopeOptions:
 
     def __post_init__(self) -> None:
         if self.tower not in ("vision", "text", "all"):
-            raise ValueError(f"tower={self.tower!r} is not valid; choose 'vision', 'text' or 'all'.")
+            raise ConfigError(f"option tower={self.tower!r} is not valid; choose 'vision', 'text' or 'all'.")
         if self.layers is not None:
             if isinstance(self.layers, int):
                 self.layers = (self.layers,)
@@ -42,10 +42,10 @@ class ScopeOptions:
 
 
 def check_positive(method: str, **values: float) -> None:
-    """Raise a ValueError naming the first option that is not > 0."""
+    """Raise a ConfigError naming the first option that is not > 0."""
     for key, value in values.items():
         if not value > 0:
-            raise ValueError(f"Adapter '{method}': option {key}={value!r} must be > 0.")
+            raise ConfigError(f"Adapter '{method}': option {key}={value!r} must be > 0.")
 
 
 def check_targets(method: str, targets: Any) -> tuple[str, ...] | None:
@@ -56,22 +56,22 @@ def check_targets(method: str, targets: Any) -> tuple[str, ...] | None:
         targets = (targets,)
     targets = tuple(targets)
     if not targets or not all(isinstance(t, str) and t for t in targets):
-        raise ValueError(f"Adapter '{method}': target_modules must be a non-empty list of block-relative "
-                         f"module paths such as ['attn.qkv', 'mlp.fc1'], got {targets!r}.")
+        raise ConfigError(f"Adapter '{method}': target_modules must be a non-empty list of block-relative "
+                          f"module paths such as ['attn.qkv', 'mlp.fc1'], got {targets!r}.")
     return targets
 
 
 def parse_options(config_cls: type, options: dict[str, Any], method: str) -> Any:
-    """Build ``config_cls(**options)``; an unknown key raises a ValueError naming the valid options."""
+    """Build ``config_cls(**options)``; an unknown key raises a ConfigError naming the valid options."""
     valid = [f.name for f in dataclasses.fields(config_cls)]
     unknown = sorted(set(options) - set(valid))
     if unknown:
         hints = []
         for key in unknown:
-            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+            close = close_matches(key, valid, n=1)
             hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        raise ValueError(f"Unknown option(s) for adapter '{method}': {', '.join(hints)}. "
-                         f"Valid options: {', '.join(valid) or '(none)'}.")
+        raise ConfigError(f"unknown option(s) for adapter '{method}': {', '.join(hints)}. "
+                          f"Valid options: {', '.join(valid) or '(none)'}.")
     return config_cls(**options)
 
 

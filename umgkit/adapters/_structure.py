@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..errors import ConfigError
+
 __all__ = ["BlockList", "find_block_lists", "select_blocks", "block_targets", "get_submodule",
            "set_submodule", "block_width", "unwrapped", "TOWERS"]
 
@@ -94,17 +96,17 @@ def select_blocks(model: nn.Module, tower: str = "vision",
     Raises a ValueError naming what was found when nothing matches, so a wrong backbone fails loudly.
     """
     if tower not in TOWERS:
-        raise ValueError(f"tower={tower!r} is not valid; choose one of {', '.join(TOWERS)}.")
+        raise ConfigError(f"tower={tower!r} is not valid; choose one of {', '.join(TOWERS)}.")
     lists = find_block_lists(model)
     if not lists:
-        raise ValueError(
+        raise ConfigError(
             f"No transformer blocks found in {type(model).__name__}: umgkit adapters support timm / umg "
             "ViTs (a `blocks` list with norm1/attn.qkv/mlp.fc1) and open_clip transformers (a `resblocks` "
             "list with ln_1/attn=nn.MultiheadAttention/mlp.c_fc).")
     chosen = [bl for bl in lists if tower == "all" or bl.tower == tower]
     if not chosen:
         have = ", ".join(f"{bl.path} ({bl.tower})" for bl in lists)
-        raise ValueError(f"No {tower} tower in {type(model).__name__}; block lists found: {have}.")
+        raise ConfigError(f"No {tower} tower in {type(model).__name__}; block lists found: {have}.")
     out = []
     for bl in chosen:
         container = get_submodule(model, bl.path)
@@ -118,8 +120,8 @@ def _normalise_layers(layers: Sequence[int], bl: BlockList) -> list[int]:
     for i in layers:
         j = i + bl.length if i < 0 else i
         if not 0 <= j < bl.length:
-            raise ValueError(f"layers contains {i}, but {bl.path} has {bl.length} blocks "
-                             f"(valid: 0..{bl.length - 1} or negative from the end).")
+            raise ConfigError(f"layers contains {i}, but {bl.path} has {bl.length} blocks "
+                              f"(valid: 0..{bl.length - 1} or negative from the end).")
         result.append(j)
     return sorted(set(result))
 
@@ -136,8 +138,8 @@ def get_submodule(root: nn.Module, path: str) -> nn.Module:
     for part in filter(None, path.split(".")):
         if not hasattr(module, part) or not isinstance(getattr(module, part), nn.Module):
             children = ", ".join(n for n, _ in module.named_children()) or "(none)"
-            raise ValueError(f"'{path}' not found: {type(module).__name__} has no submodule '{part}' "
-                             f"(its children: {children}).")
+            raise ConfigError(f"'{path}' not found: {type(module).__name__} has no submodule '{part}' "
+                              f"(its children: {children}).")
         module = getattr(module, part)
     return module
 

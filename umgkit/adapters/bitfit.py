@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..errors import ConfigError
 from ..registry import ADAPTERS
 from ._base import Adapter, ScopeOptions
 from ._structure import select_blocks
@@ -25,7 +26,8 @@ class BitFitConfig(ScopeOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.scope not in ("blocks", "model"):
-            raise ValueError(f"Adapter 'bitfit': scope={self.scope!r} is not valid; use 'blocks' or 'model'.")
+            raise ConfigError(f"Adapter 'bitfit': scope={self.scope!r} is not valid; use 'blocks' or "
+                              "'model'.")
 
 
 @ADAPTERS.register("bitfit")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..registry import ADAPTERS
 from ._base import Adapter, AdapterWrapper, ScopeOptions, check_positive
 from ._structure import block_width, select_blocks, set_submodule
@@ -116,11 +117,11 @@ class SequentialAdapterConfig(ScopeOptions):
         self.positions = (self.positions,) if isinstance(self.positions, str) else tuple(self.positions)
         bad = [p for p in self.positions if p not in ("mlp", "attn")]
         if bad or not self.positions:
-            raise ValueError(f"Adapter 'adapter': positions={list(self.positions)} must be a non-empty "
-                             "subset of ['mlp', 'attn'].")
+            raise ConfigError(f"Adapter 'adapter': positions={list(self.positions)} must be a non-empty "
+                              "subset of ['mlp', 'attn'].")
         if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"Adapter 'adapter': activation={self.activation!r}; choose one of "
-                             f"{', '.join(_ACTIVATIONS)}.")
+            raise ConfigError(f"Adapter 'adapter': activation={self.activation!r}; choose one of "
+                              f"{', '.join(_ACTIVATIONS)}.")
 
 
 @ADAPTERS.register("adapter")

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._io import atomic_write, atomic_write_text
+from ..errors import ModelError
 from ..registry import ADAPTERS
 from ._base import Adapter
 
@@ -69,7 +70,7 @@ def _read_method(src: Path) -> tuple[str, dict[str, Any]]:
     with safe_open(str(src / WEIGHTS_NAME), framework="pt") as f:
         meta = f.metadata() or {}
     if "umgkit" not in meta:
-        raise ValueError(f"{src} holds an adapter umgkit did not write (no umgkit metadata in "
+        raise ModelError(f"{src} holds an adapter umgkit did not write (no umgkit metadata in "
                          f"{WEIGHTS_NAME}). Load peft adapters with peft.PeftModel.from_pretrained instead.")
     info = json.loads(meta["umgkit"])
     return info["method"], info["options"]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..errors import ConfigError
 from ..registry import ADAPTERS
 from ._base import Adapter, AdapterWrapper, ScopeOptions, check_positive, unwrap_all
 from ._structure import select_blocks, set_submodule
@@ -36,7 +37,7 @@ class LoraQVConfig(ScopeOptions):
         super().__post_init__()
         check_positive("lora_qv", rank=self.rank, alpha=self.alpha)
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"Adapter 'lora_qv': dropout={self.dropout} must be in [0, 1).")
+            raise ConfigError(f"Adapter 'lora_qv': dropout={self.dropout} must be in [0, 1).")
 
 
 class _QVDelta(AdapterWrapper):
@@ -121,17 +122,17 @@ class LoraQVAdapter(Adapter):
             if bl.style == "timm":
                 qkv = attn.qkv
                 if not isinstance(qkv, nn.Linear) or qkv.out_features != 3 * qkv.in_features:
-                    raise ValueError(f"{path}.attn.qkv is not a fused nn.Linear(C, 3C); lora_qv cannot "
-                                     "split it into q|k|v slices.")
+                    raise ConfigError(f"{path}.attn.qkv is not a fused nn.Linear(C, 3C); lora_qv cannot "
+                                      "split it into q|k|v slices.")
                 wrapped = LoraQVLinear(qkv, qkv.in_features, c.rank, c.alpha, c.dropout)
                 set_submodule(model, f"{path}.attn.qkv", wrapped)
             else:
                 if not attn._qkv_same_embed_dim or attn.in_proj_weight is None:
-                    raise ValueError(f"{path}.attn uses separate q/k/v weights (kdim/vdim != embed_dim); "
-                                     "lora_qv needs a fused in_proj_weight.")
+                    raise ConfigError(f"{path}.attn uses separate q/k/v weights (kdim/vdim != embed_dim); "
+                                      "lora_qv needs a fused in_proj_weight.")
                 if c.dropout:
-                    raise ValueError("lora_qv on nn.MultiheadAttention (open_clip) folds the update into "
-                                     "in_proj_weight and cannot apply input dropout; set dropout=0.")
+                    raise ConfigError("lora_qv on nn.MultiheadAttention (open_clip) folds the update into "
+                                      "in_proj_weight and cannot apply input dropout; set dropout=0.")
                 wrapped = LoraQVMultiheadAttention(attn, attn.embed_dim, c.rank, c.alpha, c.dropout)
                 set_submodule(model, f"{path}.attn", wrapped)
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError, ModelError
 from ..registry import ADAPTERS
 from ._base import Adapter, ScopeOptions, check_positive, check_targets
 from ._structure import block_targets, get_submodule, unwrapped
@@ -48,7 +49,7 @@ class PeftOptions(ScopeOptions):
         super().__post_init__()
         check_positive("lora family", rank=self.rank, alpha=self.alpha)
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout} must be in [0, 1).")
+            raise ConfigError(f"dropout={self.dropout} must be in [0, 1).")
         self.target_modules = check_targets("lora family", self.target_modules)
 
 
@@ -112,7 +113,7 @@ class _PeftAdapter(Adapter):
         expected = set(self.adapter_state_dict(model))
         if set(state) != expected:
             missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-            raise ValueError(f"Adapter '{self.method}' weights do not fit this model: missing "
+            raise ModelError(f"Adapter '{self.method}' weights do not fit this model: missing "
                              f"{missing[:5]}, unexpected {unexpected[:5]}.")
         from peft import set_peft_model_state_dict
 
@@ -132,8 +133,8 @@ def _refuse_inside_mha(model: nn.Module, path: str) -> None:
     parts = path.split(".")
     for i in range(1, len(parts)):
         if isinstance(unwrapped(get_submodule(model, ".".join(parts[:i]))), nn.MultiheadAttention):
-            raise ValueError(f"{path} lives inside an nn.MultiheadAttention, whose forward never calls it; "
-                             "target the attention module itself ('attn', LoRA only) or the MLP.")
+            raise ConfigError(f"{path} lives inside an nn.MultiheadAttention, whose forward never calls it; "
+                              "target the attention module itself ('attn', LoRA only) or the MLP.")
 
 
 @ADAPTERS.register("lora")

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..errors import ConfigError
 from ..registry import ADAPTERS
 from ._base import Adapter, AdapterWrapper, ScopeOptions, check_targets, unwrap_all
 from ._structure import block_targets, set_submodule
@@ -88,7 +89,7 @@ class SSFMultiheadAttention(AdapterWrapper):
     def unwrap(self) -> nn.Module:
         base = self.base_layer
         if base.in_proj_bias is None or base.out_proj.bias is None:
-            raise ValueError("Merging SSF into a MultiheadAttention without biases is not supported.")
+            raise ConfigError("Merging SSF into a MultiheadAttention without biases is not supported.")
         folded = self.folded()
         with torch.no_grad():
             for name, value in folded.items():
@@ -122,14 +123,14 @@ class SSFAdapter(Adapter):
         for path, module, _ in block_targets(model, c.tower, c.layers, c.target_modules, DEFAULT_TARGETS):
             if isinstance(module, nn.MultiheadAttention):
                 if not module._qkv_same_embed_dim or module.in_proj_bias is None:
-                    raise ValueError(f"{path}: SSF supports MultiheadAttention with a fused, biased "
-                                     "in-projection only.")
+                    raise ConfigError(f"{path}: SSF supports MultiheadAttention with a fused, biased "
+                                      "in-projection only.")
                 set_submodule(model, path, SSFMultiheadAttention(module))
             elif isinstance(module, nn.Linear) or _is_affine_layernorm(module):
                 set_submodule(model, path, SSFLayer(module))
             else:
-                raise ValueError(f"{path} is a {type(module).__name__}; SSF targets nn.Linear, affine "
-                                 "LayerNorm or nn.MultiheadAttention layers.")
+                raise ConfigError(f"{path} is a {type(module).__name__}; SSF targets nn.Linear, affine "
+                                  "LayerNorm or nn.MultiheadAttention layers.")
 
     def owns(self, name: str) -> bool:
         return name.rsplit(".", 1)[-1].startswith("ssf_")

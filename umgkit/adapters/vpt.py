@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..registry import ADAPTERS
 from ._base import Adapter, AdapterWrapper, check_positive
 from ._structure import block_width, get_submodule, select_blocks, set_submodule, unwrapped
@@ -43,8 +44,8 @@ class PromptedBlock(AdapterWrapper):
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         mask = kwargs.get("attn_mask", args[2] if len(args) > 2 else None)
         if mask is not None:
-            raise ValueError("VPT cannot run a block called with an attention mask (the mask does not cover "
-                             "the prompt tokens); VPT supports vision towers only.")
+            raise ConfigError("VPT cannot run a block called with an attention mask (the mask does not cover "
+                              "the prompt tokens); VPT supports vision towers only.")
         seq_dim = 1 if self.batch_first else 0
         if self.vpt_prompt is not None:
             x = self._insert(x, seq_dim)
@@ -77,7 +78,7 @@ class VPTConfig:
     def __post_init__(self) -> None:
         check_positive("vpt", num_tokens=self.num_tokens, init_std=self.init_std)
         if self.num_prefix_tokens is not None and self.num_prefix_tokens < 0:
-            raise ValueError("Adapter 'vpt': num_prefix_tokens must be >= 0.")
+            raise ConfigError("Adapter 'vpt': num_prefix_tokens must be >= 0.")
 
 
 @ADAPTERS.register("vpt")
@@ -92,7 +93,7 @@ class VPTAdapter(Adapter):
         blocks = select_blocks(model, "vision", None)
         lists = {bl.path for _, _, bl in blocks}
         if len(lists) != 1:
-            raise ValueError(f"VPT needs exactly one vision block list, found {sorted(lists)}.")
+            raise ConfigError(f"VPT needs exactly one vision block list, found {sorted(lists)}.")
         bl = blocks[0][2]
         prefix = c.num_prefix_tokens
         if prefix is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import WeightsError
+
 __all__ = ["WEIGHT_SUFFIXES", "is_local_path", "check_local_file", "hub_offline", "offline_error"]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -18,8 +20,8 @@ def is_local_path(pretrained: str) -> bool:
 
 def check_local_file(pretrained: str, backbone: str) -> str:
     if not Path(pretrained).is_file():
-        raise FileNotFoundError(f"{backbone}: pretrained weights file '{pretrained}' does not exist; "
-                                f"give an existing {'/'.join(WEIGHT_SUFFIXES)} file.")
+        raise WeightsError(f"{backbone}: pretrained weights file '{pretrained}' does not exist; "
+                           f"give an existing {'/'.join(WEIGHT_SUFFIXES)} file.")
     return str(pretrained)
 
 
@@ -29,7 +31,7 @@ def hub_offline() -> bool:
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-def offline_error(backbone: str, tag: str, example: str, cause: BaseException | None = None) -> RuntimeError:
+def offline_error(backbone: str, tag: str, example: str, cause: BaseException | None = None) -> WeightsError:
     why = "the hub is offline (HF_HUB_OFFLINE is set)" if cause is None else f"the download failed ({cause})"
-    return RuntimeError(f"{backbone}: pretrained='{tag}' is a hub name, but {why}; give a local file with "
+    return WeightsError(f"{backbone}: pretrained='{tag}' is a hub name, but {why}; give a local file with "
                         f"model.pretrained=/path/to/{example}.safetensors")

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._tensors import reading_weights
+from ..errors import unknown_name
 from ..registry import BACKBONES
 from ._pos_embed import resample_pos_embed
 from ._weights import check_local_file, hub_offline, is_local_path, offline_error
@@ -125,11 +127,12 @@ def build_openclip(name: str, pretrained: str | None = None, **kwargs) -> OpenCL
             raise offline_error(label, name, "open_clip_model", cause) from err
         return OpenCLIPBackbone(model, open_clip.get_tokenizer(name), name=label)
     if name not in open_clip.list_models():
-        raise KeyError(f"openclip:{name} is not an open_clip model; e.g. ViT-B-16, ViT-L-14 or "
-                       "umgkit-tiny-openclip (`open_clip.list_models()` lists them).")
+        raise unknown_name("open_clip model", name, open_clip.list_models(),
+                           "`python -c 'import open_clip; print(open_clip.list_models())'` lists them.")
     kwargs.setdefault("weights_only", True)
     if pretrained and is_local_path(pretrained):
-        model = open_clip.create_model(name, pretrained=check_local_file(pretrained, label), **kwargs)
+        with reading_weights(check_local_file(pretrained, label)):
+            model = open_clip.create_model(name, pretrained=pretrained, **kwargs)
     elif pretrained:
         if hub_offline():
             raise offline_error(label, pretrained, "open_clip_model")

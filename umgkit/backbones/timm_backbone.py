@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._tensors import reading_weights
+from ..errors import unknown_name
 from ..registry import BACKBONES
 from ._weights import check_local_file, hub_offline, is_local_path, offline_error
 from .base import Backbone
@@ -94,11 +96,13 @@ def build_timm(name: str, pretrained: str | None = None, **kwargs) -> TimmBackbo
         return TimmBackbone(model.eval(), name=label)
     base = name.split(".", 1)[0]
     if not timm.is_model(base):
-        raise KeyError(f"{label} is not a timm model; `timm.list_models('vit_*')` lists the ViTs.")
+        raise unknown_name("timm model", base, timm.list_models(),
+                           "`python -c 'import timm; print(timm.list_models())'` lists them.")
     if pretrained and is_local_path(pretrained):
         path = check_local_file(pretrained, label)
         model = timm.create_model(name, pretrained=False, **kwargs)
-        timm.models.load_checkpoint(model, path, strict=True, weights_only=True)
+        with reading_weights(path):
+            timm.models.load_checkpoint(model, path, strict=True, weights_only=True)
     elif pretrained:
         hub_name = name if pretrained in ("hub", "true", "True") else f"{base}.{pretrained}"
         if hub_offline():

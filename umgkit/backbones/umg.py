@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .._io import atomic_write, atomic_write_text
+from ..errors import ConfigError, WeightsError, unknown_name
 from ..registry import BACKBONES
 from .base import Backbone
 from .text import TextTransformer
@@ -114,7 +115,7 @@ def load_umg_checkpoint(path: str | os.PathLike, *, name: str | None = None) -> 
                                     f"({WEIGHTS_NAME} + {CONFIG_NAME}).")
     meta = json.loads(cfg_file.read_text())
     if meta.get("format") != _FORMAT or "config" not in meta:
-        raise ValueError(f"{cfg_file} is not a umg checkpoint config (expected format '{_FORMAT}').")
+        raise WeightsError(f"{cfg_file} is not a umg checkpoint config (expected format '{_FORMAT}').")
     return umg_from_weights(meta["config"], weights, name=name or f"umg:{path}")
 
 
@@ -128,8 +129,9 @@ def umg_from_weights(config: dict, file: str | os.PathLike, *, name: str) -> UMG
     state = read_state_dict(path / WEIGHTS_NAME if path.is_dir() else path)
     fmt = weights_format(state)
     if fmt is None:
-        raise ValueError(f"{file}: keys like {sorted(state)[:3]} are neither umg, open_clip (visual.conv1, "
-                         "visual.transformer.resblocks.N) nor timm ViT (patch_embed.proj, blocks.N) weights.")
+        raise WeightsError(f"{file}: keys like {sorted(state)[:3]} are neither umg, open_clip "
+                           "(visual.conv1, visual.transformer.resblocks.N) nor timm ViT (patch_embed.proj, "
+                           "blocks.N) weights.")
     state = to_umg(state, fmt)
     config = deepcopy(config)
     if "visual.norm_pre.weight" in state:
@@ -138,16 +140,17 @@ def umg_from_weights(config: dict, file: str | os.PathLike, *, name: str) -> UMG
     expected = model.state_dict()
     for key, value in state.items():
         if key not in expected:
-            raise ValueError(f"{file} ({fmt}): {key} has no place in the umg architecture ({len(expected)} "
-                             "weights); is the file a different model family?")
+            raise WeightsError(f"{file} ({fmt}): {key} has no place in the umg architecture ({len(expected)} "
+                               "weights); is the file a different model family?")
         if tuple(value.shape) != tuple(expected[key].shape):
-            raise ValueError(f"{file} ({fmt}): {key} has shape {tuple(value.shape)}, {name} expects "
-                             f"{tuple(expected[key].shape)}; pick the umg architecture with the file's sizes "
-                             f"({', '.join(UMG_CONFIGS)}; umg:base16 is ViT-B/16, umg:large14 ViT-L/14).")
+            raise WeightsError(f"{file} ({fmt}): {key} has shape {tuple(value.shape)}, {name} expects "
+                               f"{tuple(expected[key].shape)}; pick the umg architecture with the file's "
+                               f"sizes ({', '.join(UMG_CONFIGS)}; umg:base16 is ViT-B/16, umg:large14 "
+                               "ViT-L/14).")
     missing = [k for k in expected if k not in state
                and not (fmt == "timm" and k.startswith(TIMM_KEPT_FRESH))]
     if missing:
-        raise ValueError(f"{file} ({fmt}) lacks {len(missing)} weights of {name}, e.g. {missing[:4]}.")
+        raise WeightsError(f"{file} ({fmt}) lacks {len(missing)} weights of {name}, e.g. {missing[:4]}.")
     model.load_state_dict(state, strict=False)
     return model
 
@@ -171,8 +174,8 @@ def build_umg(name: str, pretrained: str | None = None) -> UMGBackbone:
         return UMGBackbone(config, name=f"umg:{name}")
     if Path(name).exists():
         if pretrained:
-            raise ValueError(f"umg:{name} is a checkpoint already; drop pretrained={pretrained!r}.")
+            raise ConfigError(f"umg:{name} is a checkpoint already; drop pretrained={pretrained!r}.")
         return load_umg_checkpoint(name)
-    raise KeyError(f"umg:{name} is neither an architecture ({', '.join(UMG_CONFIGS)}, optionally with "
-                   f"{QUICKGELU_SUFFIX!r}) nor an existing checkpoint path (a directory written by "
-                   "save_umg_checkpoint).")
+    raise unknown_name("umg architecture", name, UMG_CONFIGS,
+                       f"Architectures: {', '.join(UMG_CONFIGS)} (optionally with {QUICKGELU_SUFFIX!r}), or "
+                       "the path of a checkpoint folder written by save_umg_checkpoint.")

@@ -27,6 +27,9 @@ from pathlib import Path
 
 import torch
 
+from .._tensors import read_safetensors, read_torch_file
+from ..errors import WeightsError
+
 __all__ = ["FORMATS", "read_state_dict", "weights_format", "to_umg", "TIMM_KEPT_FRESH"]
 
 FORMATS = ("umg", "open_clip", "timm")
@@ -53,23 +56,19 @@ _TIMM_TOP = {"patch_embed.proj.weight": "visual.patch_embed.weight",
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a weights file, never unpickling arbitrary objects."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"weights file {p} does not exist; give a .safetensors, .bin, .pt or .pth "
-                                "file.")
+    fix = "Give an existing .safetensors, .bin, .pt or .pth file of model weights."
     if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(p))
+        state = read_safetensors(p, fix=fix)
     elif p.suffix in (".bin", ".pt", ".pth"):
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        state = read_torch_file(p, fix=fix)
         for key in ("state_dict", "model"):  # training checkpoints wrap the weights
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]
     else:
-        raise ValueError(f"weights file {p}: unknown suffix {p.suffix!r}; use .safetensors, .bin, .pt or "
-                         ".pth.")
+        raise WeightsError(f"weights file {p}: unknown suffix {p.suffix!r}; use .safetensors, .bin, .pt or "
+                           ".pth.")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"weights file {p} does not hold a state dict (name -> tensor).")
+        raise WeightsError(f"weights file {p} does not hold a state dict (name -> tensor).")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
@@ -94,11 +93,11 @@ def to_umg(state: dict[str, torch.Tensor], fmt: str) -> dict[str, torch.Tensor]:
         return _from_openclip(state)
     if fmt == "timm":
         return _from_timm(state)
-    raise ValueError(f"unknown weights format {fmt!r}; known: {FORMATS}.")
+    raise WeightsError(f"unknown weights format {fmt!r}; known: {FORMATS}.")
 
 
-def _unsupported(fmt: str, keys: list[str]) -> ValueError:
-    return ValueError(f"{fmt} weights hold parts umg models do not have: {sorted(keys)[:6]} ({len(keys)} "
+def _unsupported(fmt: str, keys: list[str]) -> WeightsError:
+    return WeightsError(f"{fmt} weights hold parts umg models do not have: {sorted(keys)[:6]} ({len(keys)} "
                       "keys; e.g. layer scale, register tokens, attention or average pooling). Use a plain "
                       "class-token ViT checkpoint, or the openclip: / timm: backbone for this one.")
 
@@ -128,7 +127,7 @@ def _from_openclip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     elif proj.dim() == 2:
         proj = proj.t().contiguous()
     if proj is None:
-        raise ValueError("open_clip weights without a text_projection; umg needs both towers projected.")
+        raise WeightsError("open_clip weights without a text_projection; umg needs both towers projected.")
     out["text.proj.weight"] = proj
     return out
 
@@ -165,7 +164,8 @@ def _from_timm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if left:
         raise _unsupported("timm", left)
     if "visual.cls_token" not in out:
-        raise ValueError("timm weights without a class token (class_token=False); umg pools its class token.")
+        raise WeightsError("timm weights without a class token (class_token=False); umg pools its class "
+                           "token.")
     weight = out["visual.patch_embed.weight"]
     out.setdefault("visual.patch_embed.bias", weight.new_zeros(weight.shape[0]))
     for key in [k for k in out if k.endswith("attn.qkv.weight")]:  # timm's qkv_bias=False models

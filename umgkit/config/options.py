@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import close_matches
 from .validate import ConfigError
 
 __all__ = ["Option", "parse_options"]
@@ -28,6 +29,8 @@ def parse_options(task: str, declared: Mapping[str, Option],
     given = dict(given or {})
     unknown = sorted(set(given) - set(declared))
     if unknown:
-        raise ConfigError(f"task '{task}': unknown task_options {unknown}; valid: {sorted(declared)} "
-                          f"(see docs/config_reference.md).")
+        hints = [f"'{k}'" + (f" (did you mean '{m[0]}'?)" if (m := close_matches(k, declared, n=1)) else "")
+                 for k in unknown]
+        raise ConfigError(f"unknown option(s) for task '{task}': {', '.join(hints)}. Valid options: "
+                          f"{', '.join(sorted(declared))}; see docs/config_reference.md.", key="task_options")
     return {name: given.get(name, option.default) for name, option in declared.items()}

@@ -12,13 +12,9 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, Union
 
-from ..errors import UmgkitError
+from ..errors import ConfigError, close_matches
 
 __all__ = ["ConfigError", "from_dict", "to_dict"]
-
-
-class ConfigError(UmgkitError, ValueError):
-    """A config file or override that does not fit the schema."""
 
 
 def from_dict(schema: type, data: Mapping[str, Any], origins: Mapping[str, str] | None = None,
@@ -33,7 +29,9 @@ def from_dict(schema: type, data: Mapping[str, Any], origins: Mapping[str, str] 
     for key in data:
         if key not in fields:
             path = _join(prefix, str(key))
-            raise ConfigError(_where(origins, path) + f"unknown key '{path}'. Valid keys under "
+            close = close_matches(str(key), fields, n=1)
+            hint = f" Did you mean '{_join(prefix, close[0])}'?" if close else ""
+            raise ConfigError(_where(origins, path) + f"unknown key '{path}'.{hint} Valid keys under "
                               f"'{prefix or '<root>'}': {', '.join(sorted(fields))}.")
     kwargs = {}
     for name, f in fields.items():

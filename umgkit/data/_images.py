@@ -16,16 +16,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import UmgkitError
+from ..errors import DatasetError
 
 __all__ = ["DatasetError", "BadSampleError", "IGNORE_INDEX", "open_checked", "load_image", "load_label_map",
            "check_num_classes", "resolve", "read_lines"]
 
 IGNORE_INDEX = 255  # label value that losses and metrics ignore
-
-
-class DatasetError(UmgkitError, ValueError):
-    """A dataset cannot be built as asked (wrong layout, class count, option); raised at construction."""
 
 
 class BadSampleError(DatasetError):

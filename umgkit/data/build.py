@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
+from ..errors import ConfigError
 from ..registry import DATASETS
+from ._images import resolve
 
 __all__ = ["build_dataset"]
 
@@ -27,10 +30,15 @@ def build_dataset(data: DataConfig, split: str, transform: Callable | None, defa
         s = data.synthetic
         ensure_world(s.out, num=s.num, size=s.size, seed=s.seed, val_fraction=s.val_fraction)
     if not data.root:
-        raise ValueError("data.root is empty: set it to the dataset folder in the config or on the command "
-                         "line (data.root=/path/to/dataset).")
-    options = {**extra, **data.options}
-    if data.class_names:
-        options.setdefault("class_names_file", data.class_names)
-    return DATASETS.build(data.format or default_format, root=data.root, split=split, transform=transform,
-                          skip_bad=data.skip_bad, num_classes=data.num_classes, limit=data.limit, **options)
+        raise ConfigError("data.root is empty: set it to the dataset folder in the config or on the command "
+                          "line (data.root=/path/to/dataset).")
+    if data.class_names and not resolve(Path(data.root), data.class_names, "").is_file():
+        raise ConfigError(f"data.class_names: file {data.class_names} does not exist (a relative path is "
+                          "taken from data.root); give a text file with one class name per line, or leave "
+                          "the key empty to read the names from the data.")
+    supplied = {k: v for k, v in extra.items() if k not in data.options}  # data.options win
+    if data.class_names and "class_names_file" not in data.options:
+        supplied["class_names_file"] = data.class_names
+    return DATASETS.create(data.format or default_format, data.options, root=data.root, split=split,
+                           transform=transform, skip_bad=data.skip_bad, num_classes=data.num_classes,
+                           limit=data.limit, **supplied)

@@ -42,7 +42,8 @@ class ImageFolderDataset(_Classification):
         split_dir = self.root / split
         if not split_dir.is_dir():
             raise DatasetError(f"ImageFolder split folder not found: {split_dir}. Expected "
-                               f"{self.root}/<split>/<class>/<image files>; check data.root and the split.")
+                               f"{self.root}/<split>/<class>/<image files>; check data.root and the split "
+                               "name (data.train_split / data.val_split).")
         self.folder_names = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
         if not self.folder_names:
             raise DatasetError(f"No class folders in {split_dir}; expected one sub-folder per class.")

@@ -21,6 +21,8 @@ from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerTransformerModule,
 )
 
+from ..errors import ConfigError
+
 __all__ = ["mask2former_config", "Mask2FormerCore", "SetCriterion"]
 
 
@@ -30,13 +32,13 @@ def mask2former_config(*, hidden_dim: int, num_queries: int, decoder_layers: int
     """A backbone-less ``Mask2FormerConfig``; ``decoder_layers`` counts the query read-out before the first
     masked-attention layer (transformers' convention: 10 = 9 attention layers, 10 predictions)."""
     if hidden_dim % 32:
-        raise ValueError(f"head option hidden_dim={hidden_dim}: Mask2Former's GroupNorm(32) needs a multiple "
-                         "of 32 (e.g. 64, 128, 256).")
+        raise ConfigError(f"head option hidden_dim={hidden_dim}: Mask2Former's GroupNorm(32) needs "
+                          "a multiple of 32 (e.g. 64, 128, 256).")
     if hidden_dim % num_heads:
-        raise ValueError(f"head option hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}.")
+        raise ConfigError(f"head option hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}.")
     if decoder_layers < 2:
-        raise ValueError(f"head option decoder_layers={decoder_layers}: need at least 2 (one "
-                         "masked-attention layer after the initial read-out).")
+        raise ConfigError(f"head option decoder_layers={decoder_layers}: need at least 2 (one "
+                          "masked-attention layer after the initial read-out).")
     return Mask2FormerConfig(backbone_config=None, num_labels=num_labels, feature_size=hidden_dim,
                              mask_feature_size=hidden_dim, hidden_dim=hidden_dim, num_queries=num_queries,
                              decoder_layers=decoder_layers, encoder_layers=encoder_layers,

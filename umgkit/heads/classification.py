@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..registry import HEADS
 
 __all__ = ["LinearHead", "TextInitHead", "build_linear_head", "build_text_init_head", "feature_dim",
@@ -96,8 +97,8 @@ def resolve_templates(templates: str | Sequence[str]) -> list[Callable[[str], st
     items = [templates] if isinstance(templates, str) else list(templates)
     bad = [t for t in items if not isinstance(t, str) or "{}" not in t]
     if bad or not items:
-        raise ValueError(f"head_options.templates={templates!r}: use 'openai', 'simple', or prompt strings "
-                         "containing '{}' for the class name, e.g. 'a photo of a {}.'.")
+        raise ConfigError(f"head_options.templates={templates!r}: use 'openai', 'simple', or prompt strings "
+                          "containing '{}' for the class name, e.g. 'a photo of a {}.'.")
     return [lambda c, t=t: t.format(c) for t in items]
 
 
@@ -109,10 +110,10 @@ def text_classifier_weights(backbone: nn.Module, class_names: Sequence[str],
     Underscores in class names become spaces (folder names like ``golden_retriever``).
     """
     if not getattr(backbone, "has_text", False):
-        raise ValueError(f"head 'text_init' needs a backbone with a text tower; "
-                         f"{getattr(backbone, 'name', type(backbone).__name__)} has none. "
-                         "Use model.head=linear "
-                         "or a joint-space backbone (umg:tiny, openclip:ViT-B-16).")
+        raise ConfigError(f"head 'text_init' needs a backbone with a text tower; "
+                          f"{getattr(backbone, 'name', type(backbone).__name__)} has none. "
+                          "Use model.head=linear "
+                          "or a joint-space backbone (umg:tiny, openclip:ViT-B-16).")
     prompts = resolve_templates(templates)
     rows = []
     for name in class_names:

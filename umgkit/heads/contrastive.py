@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..registry import HEADS
 
 __all__ = ["ContrastiveHead", "build_contrastive_head"]
@@ -54,9 +55,9 @@ def build_contrastive_head(backbone: nn.Module, projection: bool = False, learn_
     """
     embed_dim = getattr(backbone, "embed_dim", None)
     if not embed_dim or not getattr(backbone, "has_text", False):
-        raise ValueError(f"head 'contrastive' needs a backbone with a text tower and joint space; "
-                         f"{getattr(backbone, 'name', type(backbone).__name__)} has none. Pick e.g. "
-                         "model.backbone=umg:tiny or openclip:ViT-B-16.")
+        raise ConfigError(f"head 'contrastive' needs a backbone with a text tower and joint space; "
+                          f"{getattr(backbone, 'name', type(backbone).__name__)} has none. Pick e.g. "
+                          "model.backbone=umg:tiny or openclip:ViT-B-16.")
     if logit_scale is None:
         own = getattr(backbone, "logit_scale", None)
         if own is None:  # open_clip wrappers keep the CLIP model (and its scale) as `.model`

@@ -36,6 +36,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 
 from ..backbones.pyramid import SimpleFeaturePyramid
+from ..errors import ConfigError
 from ..registry import HEADS
 from ._rcnn_predictors import (
     ClassAgnosticMask,
@@ -73,10 +74,11 @@ class RCNNHead(nn.Module):
                  size_divisible: int = 32, logit_scale: float = math.log(1 / 0.07), learn_scale: bool = True):
         super().__init__()
         if classifier not in DETECTION_CLASSIFIERS:
-            raise ValueError(f"head option classifier='{classifier}'; choose one of {DETECTION_CLASSIFIERS}.")
+            raise ConfigError(f"head option classifier='{classifier}'; choose one of "
+                              f"{DETECTION_CLASSIFIERS}.")
         if len(anchor_sizes) not in (4, 5):
-            raise ValueError(f"head option anchor_sizes={list(anchor_sizes)}: give 4 sizes (levels p2-p5) or "
-                             "5 (p2-p6), one per level, in pixels, e.g. [32, 64, 128, 256, 512].")
+            raise ConfigError(f"head option anchor_sizes={list(anchor_sizes)}: give 4 sizes (levels "
+                              "p2-p5) or 5 (p2-p6), one per level, in pixels, e.g. [32, 64, 128, 256, 512].")
         self.classifier_kind, self.with_masks = classifier, bool(masks)
         self.size_divisible = int(size_divisible)
         self.templates = tuple(templates)
@@ -136,11 +138,11 @@ class RCNNHead(nn.Module):
 
     def _text_head(self, classifier, embed_dim, text_encoder, embed_regions, logit_scale, learn_scale):
         if not embed_dim or text_encoder is None or (classifier == "region_embed" and embed_regions is None):
-            raise ValueError(f"classifier '{classifier}' needs a backbone with a joint image-text space "
-                             "and a text tower (embed_dim, encode_text, embed_regions); pick e.g. "
-                             "umg:tiny or openclip:ViT-B-16, or use head option classifier=learned.")
+            raise ConfigError(f"classifier '{classifier}' needs a backbone with a joint image-text space "
+                              "and a text tower (embed_dim, encode_text, embed_regions); pick e.g. "
+                              "umg:tiny or openclip:ViT-B-16, or use head option classifier=learned.")
         if not self.templates or any("{}" not in t for t in self.templates):
-            raise ValueError(f"templates {list(self.templates)}: each needs a '{{}}' for the class name.")
+            raise ConfigError(f"templates {list(self.templates)}: each needs a '{{}}' for the class name.")
         return TextClassifier(int(embed_dim), logit_scale=logit_scale, learn_scale=learn_scale)
 
     # ---------------------------------------------------------------------------------- class set
@@ -198,7 +200,11 @@ class RCNNHead(nn.Module):
         return detections
 
 
-@HEADS.register("vitdet_rcnn")
+@HEADS.register("vitdet_rcnn", options=(
+    "templates", "pyramid_channels", "anchor_sizes", "aspect_ratios", "representation_size", "mask_channels",
+    "mask_layers", "rpn_batch_size", "roi_batch_size", "rpn_pre_nms_top_n", "rpn_post_nms_top_n",
+    "score_thresh", "nms_thresh", "detections_per_img", "sampling_ratio", "size_divisible", "logit_scale",
+    "learn_scale"))
 def build_vitdet_rcnn(backbone: nn.Module, num_classes: int | None = None,
                       class_names: Sequence[str] | None = None, classifier: str = "learned",
                       masks: bool = False, **options) -> RCNNHead:

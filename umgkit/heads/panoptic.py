@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones.pyramid import SimpleFeaturePyramid
+from ..errors import ConfigError
 from ..registry import HEADS
 from ._decoders import LEVELS
 from ._mask2former import Mask2FormerCore, mask2former_config
@@ -49,7 +50,7 @@ class Mask2FormerHead(nn.Module):
                  dim_feedforward: int = 2048, encoder_feedforward_dim: int = 1024) -> None:
         super().__init__()
         if classifier not in CLASSIFIERS:
-            raise ValueError(f"head option classifier='{classifier}'; choose one of {CLASSIFIERS}.")
+            raise ConfigError(f"head option classifier='{classifier}'; choose one of {CLASSIFIERS}.")
         self.classifier_kind = classifier
         self.num_queries = int(num_queries)
         self.neck = SimpleFeaturePyramid(width=width, patch_size=patch_size, out_channels=hidden_dim)
@@ -68,9 +69,9 @@ class Mask2FormerHead(nn.Module):
             self.class_embed = nn.Linear(hidden_dim, int(num_classes) + 1)
         else:
             if not embed_dim or text_encoder is None:
-                raise ValueError("classifier 'open_vocab' needs a backbone with a joint space and a text "
-                                 "tower (embed_dim and encode_text); pick e.g. umg:tiny or "
-                                 "openclip:ViT-B-16, or use head option classifier=learned.")
+                raise ConfigError("classifier 'open_vocab' needs a backbone with a joint space and a text "
+                                  "tower (embed_dim and encode_text); pick e.g. umg:tiny or "
+                                  "openclip:ViT-B-16, or use head option classifier=learned.")
             if self.class_names is None:
                 raise ValueError("classifier 'open_vocab' needs class_names (the task passes the dataset's).")
             self.class_embed = nn.Linear(hidden_dim, int(embed_dim))
@@ -114,7 +115,9 @@ class Mask2FormerHead(nn.Module):
         return {"pred_logits": logits[-1], "pred_masks": masks[-1], "aux": aux}
 
 
-@HEADS.register("mask2former")
+@HEADS.register("mask2former", options=(
+    "templates", "logit_scale", "learn_scale", "hidden_dim", "num_queries", "decoder_layers",
+    "encoder_layers", "num_heads", "dim_feedforward", "encoder_feedforward_dim"))
 def build_mask2former(backbone: nn.Module, num_classes: int | None = None,
                       class_names: Sequence[str] | None = None, classifier: str = "learned",
                       **options) -> Mask2FormerHead:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones.pyramid import SimpleFeaturePyramid
+from ..errors import ConfigError
 from ..registry import HEADS
 from ._decoders import FPNDecoder, UperDecoder
 
@@ -65,7 +66,7 @@ class SemanticHead(nn.Module):
                  logit_scale: float = math.log(1 / 0.07), learn_scale: bool = True) -> None:
         super().__init__()
         if classifier not in CLASSIFIERS:
-            raise ValueError(f"head option classifier='{classifier}'; choose one of {CLASSIFIERS}.")
+            raise ConfigError(f"head option classifier='{classifier}'; choose one of {CLASSIFIERS}.")
         self.classifier_kind = classifier
         self.neck = SimpleFeaturePyramid(width=width, patch_size=patch_size, out_channels=pyramid_channels)
         decoders = {"fpn": FPNDecoder, "uper": UperDecoder}
@@ -83,11 +84,12 @@ class SemanticHead(nn.Module):
             self.register_buffer("text_embeddings", None, persistent=False)
         else:
             if not embed_dim or text_encoder is None:
-                raise ValueError("classifier 'open_vocab' needs a backbone with a joint space and a text "
-                                 "tower (embed_dim and encode_text); pick e.g. umg:tiny or "
-                                 "openclip:ViT-B-16, or use head option classifier=learned.")
+                raise ConfigError("classifier 'open_vocab' needs a backbone with a joint space and a text "
+                                  "tower (embed_dim and encode_text); pick e.g. umg:tiny or "
+                                  "openclip:ViT-B-16, or use head option classifier=learned.")
             if not self.templates or any("{}" not in t for t in self.templates):
-                raise ValueError(f"templates {list(self.templates)}: each needs a '{{}}' for the class name.")
+                raise ConfigError(f"templates {list(self.templates)}: each needs a '{{}}' for the "
+                                  "class name.")
             self.classifier = nn.Conv2d(channels, int(embed_dim), 1)  # pixel features -> joint space D
             self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale)), requires_grad=learn_scale)
             self.register_buffer("text_embeddings", None, persistent=False)
@@ -141,7 +143,10 @@ def _build(backbone: nn.Module, decoder: str, num_classes: int | None, class_nam
                         embed_dim=getattr(backbone, "embed_dim", None), text_encoder=text_encoder, **options)
 
 
-@HEADS.register("semantic_fpn")
+SEMANTIC_OPTIONS = ("pyramid_channels", "channels", "dropout", "templates", "logit_scale", "learn_scale")
+
+
+@HEADS.register("semantic_fpn", options=SEMANTIC_OPTIONS)
 def build_semantic_fpn(backbone: nn.Module, num_classes: int | None = None,
                        class_names: Sequence[str] | None = None, classifier: str = "learned",
                        **options) -> SemanticHead:
@@ -160,7 +165,7 @@ def build_semantic_fpn(backbone: nn.Module, num_classes: int | None = None,
     return _build(backbone, "fpn", num_classes, class_names, classifier, **options)
 
 
-@HEADS.register("semantic_uper")
+@HEADS.register("semantic_uper", options=SEMANTIC_OPTIONS)
 def build_semantic_uper(backbone: nn.Module, num_classes: int | None = None,
                         class_names: Sequence[str] | None = None, classifier: str = "learned",
                         **options) -> SemanticHead:

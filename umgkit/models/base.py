@@ -93,9 +93,15 @@ class TaskModel(nn.Module):
         """A learned head keeps its outputs; names (and their per-class metadata) stay index-aligned."""
         if len(names) != len(self.class_names):
             shown = ", ".join(self.class_names[:8]) + (", ..." if len(self.class_names) > 8 else "")
+            head = self.config.model.head if self.config is not None else ""
             raise ModelError(
-                f"this {self.task} model has a learned (closed-vocabulary) '{self.classifier_kind}' "
+                f"this {self.task} model's head {head or '(the default)'} has a learned, closed-vocabulary "
                 f"classifier over {len(self.class_names)} classes ({shown}); {len(names)} class names were "
-                f"given. Give exactly {len(self.class_names)} names to relabel its outputs, or train with an "
-                f"open-vocabulary head to name new classes.")
+                f"given (--classes / classes=). Give exactly {len(self.class_names)} names to relabel its "
+                f"outputs, or train an open-vocabulary head ({_open_vocabulary_hint(self.task)}) to name new "
+                "classes.")
         self.class_names = names
+
+
+def _open_vocabulary_hint(task: str) -> str:
+    return "model.head=text_init" if task == "classification" else "model.head_options.classifier=open_vocab"

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 import torch
 
 from .. import heads  # noqa: F401  registers the heads the model builders name
-from ..adapters import Adapter, apply_adapter
-from ..backbones import Backbone, create_backbone
+from ..adapters import Adapter
+from ..backbones import Backbone
 from ..config import ConfigError, ModelConfig, RunConfig
-from ..registry import MODELS
+from ..errors import WeightsError, at_key
+from ..registry import ADAPTERS, BACKBONES, MODELS
 from .base import TaskModel
 
 __all__ = ["build_backbone", "build_model"]
@@ -27,8 +28,11 @@ __all__ = ["build_backbone", "build_model"]
 
 def build_backbone(model: ModelConfig) -> tuple[Backbone, Adapter]:
     """The frozen backbone named by ``model.backbone`` with ``model.adapter`` applied in place."""
-    backbone = create_backbone(model.backbone, pretrained=model.pretrained)
-    adapter = apply_adapter(backbone, model.adapter, **model.adapter_options)
+    with at_key("model.pretrained", WeightsError):
+        backbone = BACKBONES.create(model.backbone, pretrained=model.pretrained)
+    adapter = ADAPTERS.create(model.adapter, model.adapter_options)
+    with at_key("model.adapter"):
+        adapter.apply(backbone)
     if model.grad_checkpointing:
         backbone.set_grad_checkpointing(True)
     return backbone, adapter

@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from .._io import atomic_write, atomic_write_text
-from .._tensors import copy_named
+from .._io import atomic_write, atomic_write_text, file_sha256
+from .._tensors import copy_named, read_safetensors
 from ..errors import ModelError
 from .base import TaskModel
 
@@ -246,13 +245,7 @@ def _load_checkpoint_weights(model: TaskModel, checkpoint: Path) -> None:
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise ModelError(f"{path} is missing; the model folder is incomplete.")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as err:
-        raise ModelError(f"{path} is not a readable safetensors file ({err}); copy the folder "
-                         "again.") from err
+    return read_safetensors(path, fix="The folder is incomplete or damaged; copy it again from its run.")
 
 
 def _read_json(path: Path) -> Any:
@@ -274,7 +267,7 @@ def backbone_reference(model: TaskModel) -> dict[str, Any]:
     """
     mc = model.config.model
     file = _weights_file(mc.backbone, mc.pretrained)
-    digest = _file_sha256(file) if file else frozen_sha256(model)
+    digest = file_sha256(file) if file else frozen_sha256(model)
     return {"name": mc.backbone, "pretrained": mc.pretrained, "file": str(file) if file else None,
             "sha256": digest}
 
@@ -291,12 +284,6 @@ def _weights_file(backbone: str, pretrained: str | None) -> Path | None:
     return None
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def frozen_sha256(model: TaskModel) -> str:

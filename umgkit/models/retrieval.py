@@ -33,6 +33,6 @@ def build_retrieval_model(cfg: RunConfig, class_names: list[str] | None = None,
                           **_: object) -> RetrievalModel:
     """Backbone + adapter + ``model.head`` (default ``contrastive``); centre-crop preprocessing."""
     backbone, adapter = build_backbone(cfg.model)
-    head = HEADS.build(cfg.model.head or "contrastive", backbone=backbone, **cfg.model.head_options)
+    head = HEADS.create(cfg.model.head or "contrastive", cfg.model.head_options, backbone=backbone)
     pre = Preprocess(cfg.data.image_size, backbone.image_mean, backbone.image_std, resize="shorter_crop")
     return RetrievalModel(backbone, head, preprocess=pre, adapter=adapter)

@@ -61,8 +61,8 @@ def build_semantic_model(cfg: RunConfig, class_names: list[str] | None, **_: obj
     sliding-window inference."""
     names = require_class_names("semantic", class_names)
     backbone, adapter = build_backbone(cfg.model)
-    head = HEADS.build(cfg.model.head or "semantic_fpn", backbone=backbone, num_classes=len(names),
-                       class_names=names, **cfg.model.head_options)
+    head = HEADS.create(cfg.model.head or "semantic_fpn", cfg.model.head_options,
+                        backbone=backbone, num_classes=len(names), class_names=names)
     opts = inference_options(INFERENCE_OPTIONS, cfg.task_options)
     pre = Preprocess(cfg.data.image_size, backbone.image_mean, backbone.image_std,
                      resize=opts["eval_resize"] or "none", inference=opts)

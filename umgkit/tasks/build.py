@@ -30,8 +30,8 @@ def build_task(cfg: RunConfig, *, model: Any = None, train: bool = True) -> Task
     if model is not None and getattr(model, "task", cfg.task) != cfg.task:
         raise ConfigError(f"a {model.task} model cannot run task {cfg.task!r}; set task: {model.task}.")
     if model is None and train:  # what every task builder takes, also those written before models existed
-        return TASKS.build(cfg.task, cfg=cfg)
-    return TASKS.build(cfg.task, cfg=cfg, model=model, train=train)
+        return TASKS.create(cfg.task, cfg=cfg)
+    return TASKS.create(cfg.task, cfg=cfg, model=model, train=train)
 
 
 def class_source(cfg: RunConfig, train_set: Any, val_set: Any) -> Any:
