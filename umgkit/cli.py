@@ -7,7 +7,19 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "DEBUG_ENV"]
+
+DEBUG_ENV = "UMGKIT_DEBUG"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"umgkit {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the full traceback of an error (also: {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     train = sub.add_parser("train", help="train a task from a YAML config; ends with OUTPUT_DIR/model/",
@@ -29,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                        help="dotted overrides, e.g. train.lr=1e-3 model.adapter_options.rank=16")
     train.add_argument("--resume", action="store_true",
-                       help="continue from the newest complete checkpoint (= train.resume=auto)")
+                       help="continue from the newest intact checkpoint (= train.resume=auto)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start afresh in an output_dir that holds another run, deleting its checkpoints, "
+                            "metrics and model (= train.overwrite=true)")
 
     ev = sub.add_parser("eval", help="evaluate a trained run / model / checkpoint folder, or a config",
                         description="evaluate a trained model on its config's val split, or on another "
@@ -54,9 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--texts", nargs="+", action="extend", default=None, metavar="TEXT",
                     help="retrieval: query texts ranked against the images (and the images against them)")
     pr.add_argument("--texts-file", type=Path, default=None, help="retrieval: file with one query per line")
-    pr.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the "
-                                                                  "config's eval batch size)")
-    pr.add_argument("--top-k", type=int, default=5, help="classification: labels kept per image (default 5)")
+    pr.add_argument("--batch-size", type=_positive_int, default=None,
+                    help="images per forward pass (default: the config's eval batch size)")
+    pr.add_argument("--top-k", type=_positive_int, default=5,
+                    help="classification: labels kept per image (default 5)")
     pr.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     pr.add_argument("--skip-bad", action="store_true",
                     help="list unreadable images and predict the rest (default: stop at the first)")
@@ -97,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("config", type=Path, help="YAML config file")
     pre.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                      help="dotted overrides, e.g. train.max_steps=50 (put --ablation / --resume last)")
-    pre.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    pre.add_argument("--resume", action="store_true", help="continue from the newest intact checkpoint")
+    pre.add_argument("--overwrite", action="store_true",
+                     help="start afresh in an output_dir that holds another run (= train.overwrite=true)")
     pre.add_argument("--ablation", action="store_true",
                      help="run image-only and multi-granularity losses (same steps and seed), print a table")
 
@@ -144,17 +164,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a user mistake (`umgkit.errors.UmgkitError`) prints one line and returns 2.
+
+    Genuine bugs keep their traceback; ``--debug`` (or ``UMGKIT_DEBUG=1``) shows it for user mistakes too.
+    """
+    import os
+
     args = build_parser().parse_args(argv)
-    from .config import ConfigError
     from .errors import UmgkitError
 
+    debug = args.debug or os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
     try:
         return _COMMANDS[args.command](args)
-    except ConfigError as err:
-        print(f"umgkit: config error: {err}", file=sys.stderr)
-        return 2
     except UmgkitError as err:
-        print(f"umgkit {args.command}: error: {err}", file=sys.stderr)
+        if debug:
+            raise
+        message = " ".join(str(err).split())  # one line, whatever the message's own line breaks
+        print(f"umgkit {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
@@ -186,16 +212,26 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from ._builtins import import_builtins
     from .config import load_config
+
+    cfg = load_config(args.config, _run_overrides(args))  # before the heavy imports: config errors are quick
     from .tasks.run import train_and_save
 
-    overrides = list(args.overrides) + (["train.resume=auto"] if args.resume else [])
-    cfg = load_config(args.config, overrides)
     import_builtins()
     _, metrics = train_and_save(cfg)
     if _is_main_process():
         _print_metrics(metrics)
         print(f"model folder: {Path(cfg.output_dir) / 'model'} (umgkit eval / umgkit predict load it)")
     return 0
+
+
+def _run_overrides(args: argparse.Namespace) -> list[str]:
+    """The dotted overrides with --resume / --overwrite folded in (they are config keys too)."""
+    if args.resume and args.overwrite:
+        from .errors import ConfigError
+
+        raise ConfigError("--resume continues the run in output_dir, --overwrite deletes it; give one.")
+    return (list(args.overrides) + (["train.resume=auto"] if args.resume else [])
+            + (["train.overwrite=true"] if args.overwrite else []))
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -308,8 +344,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from .config import load_config
     from .pretrain import run_ablation, run_pretrain
 
-    overrides = list(args.overrides) + (["train.resume=auto"] if args.resume else [])
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, _run_overrides(args))
     import_builtins()
     run_ablation(cfg) if args.ablation else run_pretrain(cfg)
     return 0

@@ -2,6 +2,7 @@
 checkpoints are never resumed from."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from _toy_task import make_config, run
 from safetensors.torch import load_file
 
 from umgkit.engine import latest_checkpoint, list_checkpoints, read_metrics
+from umgkit.engine.checkpoint import checkpoint_problem, find_resumable
+from umgkit.errors import CheckpointError, RunFolderError
 
 RUNNER = Path(__file__).with_name("_run_toy.py")
 # dropout exercises the RNG restore; save_every=3 puts checkpoints mid-epoch (8 updates per epoch)
@@ -86,7 +89,7 @@ def test_incomplete_checkpoints_are_ignored(tmp_path):
     # an explicitly named incomplete checkpoint is refused with a clear error
     half = root / "step_0000008"
     half.mkdir()
-    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+    with pytest.raises(CheckpointError, match="no 'complete' marker"):
         run(make_config(tmp_path / "other", ["train.max_steps=2", f"train.resume={half}"]))
 
 
@@ -95,3 +98,94 @@ def test_resume_auto_without_checkpoint_starts_fresh(tmp_path):
     assert trainer.step == 3
     weights = load_file(str(tmp_path / "checkpoints" / "step_0000003" / "trainable.safetensors"))
     assert len(weights) == 4
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # inside the tensor data: the header still reads, only the checksum can tell
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "truncated_weights": lambda ck: _truncate(ck / "trainable.safetensors"),
+    "empty_state_json": lambda ck: (ck / "trainer_state.json").write_text(""),
+    "missing_marker": lambda ck: (ck / "complete").unlink(),
+    "flipped_optimizer_byte": lambda ck: _flip_last_byte(ck / "optimizer.safetensors"),
+    "missing_rng_file": lambda ck: (ck / "rng_rank0.safetensors").unlink(),
+}
+STEPS = ["train.max_steps=8", "train.save_every=2", "train.keep_last=0", "task_options.dropout=0.2"]
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_resume_falls_back_past_a_damaged_newest_checkpoint(tmp_path, damage, capfd):
+    ref_trainer, _ = run(make_config(tmp_path / "ref", STEPS))
+    reference = _trainable(ref_trainer)
+    # The same run "killed" after saving step 6, whose files were then damaged.
+    out = tmp_path / "damaged"
+    shutil.copytree(tmp_path / "ref", out)
+    shutil.rmtree(out / "checkpoints" / "step_0000008")
+    newest = out / "checkpoints" / "step_0000006"
+    DAMAGE[damage](newest)
+    assert checkpoint_problem(newest) is not None
+    assert find_resumable(out / "checkpoints")[0] == out / "checkpoints" / "step_0000004"
+    capfd.readouterr()
+
+    trainer, _ = run(make_config(out, STEPS + ["train.resume=auto"]))
+    err = capfd.readouterr().err
+    assert f"resume: skipped {newest}" in err
+    assert "resumed from step 4" in err
+    assert trainer.step == 8
+    resumed = _trainable(trainer)
+    for name, value in reference.items():
+        assert torch.allclose(resumed[name], value, atol=1e-6), name
+    assert checkpoint_problem(newest) is None  # the resumed run saved step 6 again, whole
+
+
+def test_a_named_damaged_checkpoint_is_refused_with_its_reason(tmp_path):
+    run(make_config(tmp_path, ["train.max_steps=2", "train.save_every=2"]))
+    ckpt = tmp_path / "checkpoints" / "step_0000002"
+    _truncate(ckpt / "trainable.safetensors")
+    with pytest.raises(CheckpointError, match="trainable.safetensors does not match the checksum"):
+        run(make_config(tmp_path / "other", ["train.max_steps=4", f"train.resume={ckpt}"]))
+
+
+def test_resave_keeps_the_old_checkpoint_until_the_new_one_is_complete(tmp_path, monkeypatch):
+    run(make_config(tmp_path, ["train.max_steps=2", "train.save_every=1"]))
+    root = tmp_path / "checkpoints"
+    old = (root / "step_0000002" / "trainable.safetensors").read_bytes()
+    real_replace = os.replace
+
+    def killed_before_the_new_folder_lands(src, dst):
+        if Path(src).name.startswith("ckpt-"):
+            raise OSError("killed")
+        real_replace(src, dst)
+
+    # Resuming from step 1 saves step 2 again; the process "dies" between moving the old step 2 aside
+    # and renaming the new one into place.
+    monkeypatch.setattr(os, "replace", killed_before_the_new_folder_lands)
+    with pytest.raises(OSError, match="killed"):
+        run(make_config(tmp_path, ["train.max_steps=2", "train.save_every=1",
+                                   f"train.resume={root / 'step_0000001'}"]))
+    monkeypatch.undo()
+    aside = root / "step_0000002.replaced"
+    assert not (root / "step_0000002").exists()
+    assert checkpoint_problem(aside) is None
+    assert (aside / "trainable.safetensors").read_bytes() == old
+    assert find_resumable(root)[0] == aside
+
+
+def test_a_fresh_run_never_writes_into_another_runs_folder(tmp_path):
+    run(make_config(tmp_path, ["train.max_steps=2"]))
+    before = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(RunFolderError, match="--overwrite"):
+        run(make_config(tmp_path, ["train.max_steps=3"]))
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [2]
+
+    trainer, _ = run(make_config(tmp_path, ["train.max_steps=3", "train.overwrite=true"]))
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [3]  # step 2 of the old run: gone
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl", "train/loss")] == [1, 2, 3]

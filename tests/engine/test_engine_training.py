@@ -2,7 +2,6 @@
 gradient accumulation and skipped-sample reporting."""
 
 import json
-import logging
 import math
 
 import pytest
@@ -83,12 +82,13 @@ def test_grad_accumulation_matches_larger_batch(tmp_path):
     assert max(abs(a - b) for a, b in zip(big, acc, strict=True)) < 1e-5
 
 
-def test_skipped_samples_are_counted_and_reported(tmp_path, caplog):
+def test_skipped_samples_are_counted_and_reported(tmp_path, capfd):
     # bad_every=5 marks samples 0, 5, ..., 60 of the 64 train samples: 13 per epoch
-    with caplog.at_level(logging.INFO, logger="umgkit.engine"):
-        trainer, _ = run(make_config(tmp_path, ["train.max_steps=16", "task_options.bad_every=5"]))
+    trainer, _ = run(make_config(tmp_path, ["train.max_steps=16", "task_options.bad_every=5",
+                                            "train.progress=true"]))
     assert trainer.skipped_per_epoch == [13, 13] and trainer.skipped_samples == 26
-    assert sum("epoch 1: skipped 13 bad samples" in r.getMessage() for r in caplog.records) == 1
+    lines = capfd.readouterr().err.replace("\r", "\n").splitlines()  # a bar redraw starts with \r
+    assert lines.count("warning: epoch 1: skipped 13 bad samples (data.skip_bad)") == 1
     rows = read_metrics(tmp_path / "metrics.jsonl", "train/skipped")
     assert [(r["step"], r["train/skipped"]) for r in rows] == [(8, 13.0), (16, 13.0)]
 

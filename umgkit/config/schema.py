@@ -73,7 +73,8 @@ class TrainConfig:
     log_every: int = ranged(10, ge=1)  # optimizer steps between TensorBoard scalars
     save_every: int = ranged(0, ge=0)  # checkpoint every N optimizer steps (and at the end); 0 = end only
     keep_last: int = ranged(2, ge=0)  # checkpoints kept on disk
-    resume: str | None = None  # "auto" = newest complete checkpoint in output_dir, or a path
+    resume: str | None = None  # "auto" = newest intact checkpoint in output_dir, or a step_* path
+    overwrite: bool = False  # a fresh run may delete another run's results in output_dir (else: error)
     progress: bool = True  # tqdm bar on the main process
 
 

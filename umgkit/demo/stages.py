@@ -43,6 +43,9 @@ class StageResult:
         return self.metrics[self.stage.metric] * (100.0 if self.stage.percent else 1.0)
 
 
+RERUN = ("train.overwrite=true",)  # running the demo again starts its runs over
+
+
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """``(trainable, frozen backbone)`` parameter counts; adapters inside the backbone count as trainable."""
     from ..backbones import Backbone
@@ -59,7 +62,7 @@ def run_stage(stage: Stage, config: Path, overrides: list[str]) -> StageResult:
     from ..config import load_config
     from ..tasks.run import train_and_save
 
-    cfg = load_config(config, [*stage.overrides, *overrides])
+    cfg = load_config(config, [*stage.overrides, *overrides, *RERUN])
     import_builtins()
     start = time.perf_counter()
     task, metrics = train_and_save(cfg)  # ends with OUTPUT_DIR/model/, which the demo's pictures load
@@ -77,7 +80,7 @@ def run_pretrain_stage(stage: Stage, config: Path, overrides: list[str]) -> Stag
     from ..config import load_config
     from ..pretrain import run_pretrain
 
-    cfg = load_config(config, [*stage.overrides, *overrides])
+    cfg = load_config(config, [*stage.overrides, *overrides, *RERUN])
     import_builtins()
     start = time.perf_counter()
     result = run_pretrain(cfg)

@@ -9,10 +9,13 @@ Layout of ``<output_dir>/checkpoints/step_0000120/``::
     trainer_state.json       step, epoch, batches consumed in the epoch, skipped-sample counts, batch layout
     rng_rank<R>.safetensors  torch / CUDA generator states of process R
     rng_rank<R>.json         Python and NumPy generator states of process R
-    complete                 written last; a directory without it is never resumed from
+    complete                 written last: the step and the sha256 of every other file
 
 Everything is first written into ``checkpoints/ckpt-XXXXXXXX.tmp`` and then renamed into place, so a run
-killed mid-save leaves only a temp directory that `latest_checkpoint` ignores and the next save sweeps.
+killed mid-save leaves only a temp directory that `latest_checkpoint` ignores and the next save sweeps. A
+step saved again replaces the old folder only once the new one is complete (the old one is renamed aside
+first, then deleted). Resuming checks a checkpoint before trusting it (`checkpoint_problem`: marker,
+files, checksums, readable headers) and falls back to the newest one that passes (`find_resumable`).
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
-from .._tensors import copy_named
+from .._io import file_sha256
+from .._tensors import copy_named, read_safetensors
+from ..errors import CheckpointError
 from ._seed import capture_rng_state, restore_rng_state
 
 __all__ = [
@@ -39,6 +45,8 @@ __all__ = [
     "load_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
+    "checkpoint_problem",
+    "find_resumable",
     "trainable_state_dict",
     "copy_trainable_tensors",
     "remove_stale_temps",
@@ -48,6 +56,9 @@ log = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "complete"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+_ASIDE = ".replaced"  # suffix of a step folder moved aside while its step is saved again
+_REQUIRED = ("trainable.safetensors", "optimizer.safetensors", "optimizer.json", "scheduler.json",
+             "trainer_state.json")
 
 
 def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -75,12 +86,70 @@ def latest_checkpoint(root: str | os.PathLike) -> Path | None:
 
 
 def remove_stale_temps(root: str | os.PathLike) -> list[Path]:
-    """Delete ``ckpt-*.tmp`` directories left by a run killed while saving; returns what was removed."""
+    """Delete what a run killed while saving left behind: ``ckpt-*.tmp`` directories, and step folders
+    moved aside for a re-save whose replacement is complete. Returns what was removed."""
     root = Path(root)
-    stale = sorted(root.glob("ckpt-*.tmp")) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    stale = sorted(root.glob("ckpt-*.tmp"))
+    stale += [p for p in sorted(root.glob(f"step_*{_ASIDE}"))
+              if (root / p.name.removesuffix(_ASIDE) / COMPLETE_MARKER).is_file()]
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     return stale
+
+
+def checkpoint_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be resumed from (one phrase), or None when it can.
+
+    Checks the ``complete`` marker, that every file is present, the sha256 recorded at save time (when
+    the marker has them; older checkpoints do not), and that every safetensors header and JSON file reads.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return "it does not exist" if not path.exists() else "it is not a folder"
+    marker = path / COMPLETE_MARKER
+    if not marker.is_file():
+        return f"no '{COMPLETE_MARKER}' marker (the save was interrupted, or this is not a checkpoint)"
+    try:
+        recorded = _read_json(marker)
+    except (OSError, ValueError):
+        return f"its '{COMPLETE_MARKER}' marker is damaged"
+    sums = recorded.get("sha256", {}) if isinstance(recorded, dict) else {}
+    for name in sorted(set(_REQUIRED) | set(sums)):
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if name in sums and file_sha256(file) != sums[name]:
+            return f"{name} does not match the checksum recorded when it was saved"
+        try:
+            if name.endswith(".safetensors"):
+                with safe_open(str(file), framework="pt"):
+                    pass
+            elif name.endswith(".json"):
+                _read_json(file)
+        except Exception as err:  # noqa: BLE001  any reader error means the same: unusable
+            return f"{name} cannot be read ({type(err).__name__}: {str(err)[:80]})"
+    return None
+
+
+def find_resumable(root: str | os.PathLike) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest checkpoint under ``root`` that `checkpoint_problem` passes, and the newer ones it skipped
+    (``(path, why)``, newest first). Step folders moved aside by an interrupted re-save count too."""
+    root = Path(root)
+    candidates = []
+    if root.is_dir():
+        for child in root.iterdir():
+            match = _STEP_DIR.match(child.name.removesuffix(_ASIDE))
+            if match and child.is_dir():
+                candidates.append((int(match.group(1)), child.name.endswith(_ASIDE), child))
+    skipped = []
+    for _, _, path in sorted(candidates, reverse=True):  # newest step first; a step's own folder first
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path, skipped
+        skipped.append((path, problem))
+    return None, skipped
 
 
 def save_checkpoint(accelerator: Any, root: str | os.PathLike, *, step: int, model: nn.Module,
@@ -117,12 +186,16 @@ def save_checkpoint(accelerator: Any, root: str | os.PathLike, *, step: int, mod
             sched["grad_scaler"] = _plain(accelerator.scaler.state_dict())
         _write_json(tmp / "scheduler.json", sched)
         _write_json(tmp / "trainer_state.json", dict(trainer_state, step=step))
-        _write_json(tmp / COMPLETE_MARKER, {"step": step})
+        sums = {f.name: file_sha256(f) for f in sorted(tmp.iterdir()) if f.is_file()}
+        _write_json(tmp / COMPLETE_MARKER, {"step": step, "sha256": sums})
         _fsync_dir(tmp)
-        if final.exists():  # re-saving a step (e.g. a rerun of a finished run): replace it whole
-            shutil.rmtree(final)
+        aside = root / f"{final.name}{_ASIDE}"
+        if final.exists():  # the step is saved again: keep the old folder until the new one is in place
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(final, aside)
         os.replace(tmp, final)
         _fsync_dir(root)
+        shutil.rmtree(aside, ignore_errors=True)
         if keep_last > 0:
             for _, old in list_checkpoints(root)[:-keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -135,17 +208,19 @@ def load_checkpoint(accelerator: Any, path: str | os.PathLike, *, model: nn.Modu
                     restore_rng: bool = True) -> dict[str, Any]:
     """Restore everything `save_checkpoint` wrote into the given objects; returns the trainer state.
 
-    Raises ``FileNotFoundError`` for a directory without the ``complete`` marker and ``ValueError``
-    when the trainable parameters do not match the model's (names or shapes).
+    Raises `CheckpointError` for a folder `checkpoint_problem` rejects, or whose trainable parameters do
+    not match the model's (names or shapes).
     """
     path = Path(path)
-    if not (path / COMPLETE_MARKER).is_file():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint (no '{COMPLETE_MARKER}' marker): it "
-                                f"was interrupted while saving. Resume from an earlier step_* directory.")
-    tensors = load_file(str(path / "trainable.safetensors"))
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"cannot resume from {path}: {problem}. Give a complete checkpoints/step_* "
+                              "folder, or train.resume=auto for the newest one that is intact.")
+    tensors = read_safetensors(path / "trainable.safetensors")
     copy_trainable_tensors(accelerator.unwrap_model(model), tensors, path)
     opt_data = _read_json(path / "optimizer.json")
-    optimizer.load_state_dict(_join_optimizer_state(load_file(str(path / "optimizer.safetensors")), opt_data))
+    optimizer.load_state_dict(_join_optimizer_state(read_safetensors(path / "optimizer.safetensors"),
+                                                     opt_data))
     sched = _read_json(path / "scheduler.json")
     scheduler.load_state_dict(sched["scheduler"])
     if "grad_scaler" in sched and getattr(accelerator, "scaler", None) is not None:
@@ -154,7 +229,7 @@ def load_checkpoint(accelerator: Any, path: str | os.PathLike, *, model: nn.Modu
         rank = accelerator.process_index
         rng_file = path / f"rng_rank{rank}.safetensors"
         if rng_file.is_file():
-            restore_rng_state(load_file(str(rng_file)), _read_json(path / f"rng_rank{rank}.json"))
+            restore_rng_state(read_safetensors(rng_file), _read_json(path / f"rng_rank{rank}.json"))
         else:  # resumed on more processes than wrote the checkpoint: this one keeps its fresh seed
             log.warning("%s has no RNG state for process %d; random draws will differ from the "
                         "interrupted run", path, rank)
@@ -164,7 +239,8 @@ def load_checkpoint(accelerator: Any, path: str | os.PathLike, *, model: nn.Modu
 def copy_trainable_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
     """Copy ``tensors`` into ``model``'s trainable parameters; names and shapes must match exactly."""
     copy_named({n: p for n, p in model.named_parameters() if p.requires_grad}, tensors, source=str(path),
-               fix="Load it into a model built with the model, adapter and head config it was written with.")
+               fix="Load it into a model built with the model, adapter and head config it was written with.",
+               error=CheckpointError)
 
 
 def _split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:

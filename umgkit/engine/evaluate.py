@@ -10,8 +10,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
+from ..errors import DatasetError
 from ._accel import make_accelerator
 from .task import Task
 
@@ -20,10 +21,14 @@ __all__ = ["evaluate_task", "run_evaluation", "val_loader"]
 
 def val_loader(task: Task, cfg: Any) -> DataLoader | None:
     """The val split in order, ``data.eval_batch_size`` (else ``batch_size``) per process; None without
-    one."""
+    one (``data.val_split`` empty). A val split that exists but holds no sample is an error: evaluating it
+    would end the run without metrics and without saying why."""
+    d = cfg.data
     if task.val_dataset is None:
         return None
-    d = cfg.data
+    if not isinstance(task.val_dataset, IterableDataset) and len(task.val_dataset) == 0:
+        raise DatasetError(f"the val split '{d.val_split}' of {d.root} has no samples; add some, or set "
+                           "data.val_split='' to train without evaluation.")
     return DataLoader(task.val_dataset, batch_size=d.eval_batch_size or d.batch_size, shuffle=False,
                       num_workers=d.num_workers, collate_fn=task.collate_fn,
                       generator=torch.Generator().manual_seed(cfg.seed))

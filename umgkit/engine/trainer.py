@@ -15,6 +15,7 @@ or worker loads it, or how far ahead the loader reads.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,20 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from ..errors import CheckpointError, ConfigError, DatasetError
 from ._accel import make_accelerator
 from ._seed import SeededItems, seed_everything
 from ._window import StepWindow, batch_size
-from .checkpoint import latest_checkpoint, load_checkpoint, remove_stale_temps, save_checkpoint
+from .checkpoint import (
+    checkpoint_problem,
+    find_resumable,
+    load_checkpoint,
+    remove_stale_temps,
+    save_checkpoint,
+)
 from .evaluate import run_evaluation, val_loader
 from .optim import build_optimizer, build_scheduler
+from .run_folder import claim_run_folder
 from .task import Task
 from .tracking import RunLogger
 
@@ -55,22 +64,31 @@ class Trainer:
         self.accelerator = acc = accelerator or make_accelerator(tc.mixed_precision, cfg.seed)
         seed_everything(cfg.seed)
         if tc.grad_accum < 1:
-            raise ValueError(f"train.grad_accum must be >= 1, got {tc.grad_accum}.")
+            raise ConfigError(f"train.grad_accum must be >= 1, got {tc.grad_accum}.")
+        # Before anything is written: the checkpoint to resume from, or the folder made this run's own.
+        self._resume_from = self._find_resume_checkpoint()
+        if self._resume_from is None and acc.is_main_process:
+            for name in claim_run_folder(self.output_dir, overwrite=tc.overwrite):
+                self._say(f"train.overwrite: removed {self.output_dir / name} of the previous run")
+        acc.wait_for_everyone()
 
         optimizer = build_optimizer(task.model, lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas)
         train_loader, val_loader = self._build_loaders()
         if val_loader is None:
             self.model, self.optimizer, self.train_loader = acc.prepare(task.model, optimizer, train_loader)
             self.val_loader = None
+            if not cfg.data.val_split:
+                self._say("data.val_split is empty: training without evaluation; the run ends with no "
+                          "metrics", logging.WARNING)
         else:
             self.model, self.optimizer, self.train_loader, self.val_loader = acc.prepare(
                 task.model, optimizer, train_loader, val_loader)
         self.batches_per_epoch = len(self.train_loader)
         if self.batches_per_epoch == 0:
-            raise ValueError(
-                f"the train split has {len(task.train_dataset)} samples, fewer than one global batch "
-                f"(data.batch_size {cfg.data.batch_size} x {acc.num_processes} processes); lower "
-                f"data.batch_size or add data.")
+            raise DatasetError(
+                f"the train split '{cfg.data.train_split}' of {cfg.data.root} has {len(task.train_dataset)} "
+                f"samples, fewer than one global batch (data.batch_size {cfg.data.batch_size} x "
+                f"{acc.num_processes} processes); lower data.batch_size or add data.")
         self.steps_per_epoch = -(-self.batches_per_epoch // tc.grad_accum)
         self.total_steps = tc.max_steps if tc.max_steps > 0 else tc.epochs * self.steps_per_epoch
         self.scheduler = build_scheduler(self.optimizer, total_steps=self.total_steps,
@@ -89,13 +107,14 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         """Train to ``total_steps`` (resuming if ``train.resume`` says so); returns the final val metrics."""
         acc, tc = self.accelerator, self.cfg.train
+        resumed_from = self._resume()
         if acc.is_main_process:
             from umgkit.config import save_config
 
             save_config(self.cfg, self.output_dir / "config.yaml")
-        resumed_from = self._resume()
+        # A resumed run keeps its rows up to the checkpoint's step; a fresh one starts an empty file.
         self.logger = RunLogger(self.output_dir, enabled=acc.is_main_process,
-                                resume_step=self.step if resumed_from else None)
+                                resume_step=self.step if resumed_from or tc.resume else None)
         from tqdm.auto import tqdm
 
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
@@ -201,10 +220,9 @@ class Trainer:
         total = int(self.accelerator.reduce(count, reduction="sum").item())
         self.skipped_per_epoch.append(total)
         self.skipped_samples += total
-        if self.accelerator.is_main_process:
+        if self.accelerator.is_main_process and total:
             what = "partial epoch" if partial else "epoch"
-            level = logging.WARNING if total else logging.INFO
-            log.log(level, "%s %d: skipped %d bad samples", what, self.epoch, total)
+            self._say(f"{what} {self.epoch}: skipped {total} bad samples (data.skip_bad)", logging.WARNING)
         self.logger.log(self.step, {"train/epoch": self.epoch, "train/skipped": total})
         self.epoch += 1
         self.batches_in_epoch = 0
@@ -217,6 +235,9 @@ class Trainer:
         if task.train_dataset is None:
             raise ValueError("this task was built without its train split (build_task(cfg, train=False)); "
                              "evaluate it with umgkit.engine.evaluate_task instead of training it.")
+        if not isinstance(task.train_dataset, IterableDataset) and len(task.train_dataset) == 0:
+            raise DatasetError(f"the train split '{d.train_split}' of {d.root} has no samples; check "
+                               f"data.root and data.train_split (and data.limit={d.limit}).")
         self._train_gen = torch.Generator().manual_seed(self.cfg.seed)
         items = task.train_dataset
         self._train_items = None if isinstance(items, IterableDataset) else SeededItems(items, self.cfg.seed)
@@ -248,40 +269,74 @@ class Trainer:
         if self.accelerator.is_main_process:
             log.info("saved checkpoint %s", path)
 
-    def _resume(self) -> Path | None:
-        """Restore from ``train.resume`` ("auto" = newest complete checkpoint, or a path); None if fresh."""
-        acc, resume = self.accelerator, self.cfg.train.resume
+    def _find_resume_checkpoint(self) -> Path | None:
+        """The checkpoint ``train.resume`` asks for, checked before the run writes anything; None if fresh.
+
+        ``auto`` takes the newest checkpoint that passes `checkpoint_problem` and reports each newer one it
+        skipped; a path must pass itself. The batch layout must match the run's (data position).
+        """
+        acc, tc = self.accelerator, self.cfg.train
         root = self.output_dir / "checkpoints"
-        if not resume:
+        if not tc.resume:
             return None
-        path = latest_checkpoint(root) if resume == "auto" else Path(resume)
+        if tc.resume == "auto":
+            path, skipped = find_resumable(root)
+            for bad, why in skipped:
+                self._say(f"resume: skipped {bad}: {why}", logging.WARNING)
+            if path is None and skipped:
+                raise CheckpointError(f"train.resume=auto: no intact checkpoint in {root} (all "
+                                      f"{len(skipped)} were skipped, see above); start over with "
+                                      "--overwrite.")
+            if path is None:
+                self._say(f"resume: no checkpoint in {root} yet; starting fresh")
+                return None
+        else:
+            path = Path(tc.resume)
+            problem = checkpoint_problem(path)
+            if problem is not None:
+                raise CheckpointError(f"train.resume={tc.resume}: cannot resume from it: {problem}. Give "
+                                      "a complete checkpoints/step_* folder, or auto for the newest intact "
+                                      "one.")
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        global_batch = self.cfg.data.batch_size * acc.num_processes
+        if (state["global_batch"], state["grad_accum"]) != (global_batch, tc.grad_accum):
+            raise CheckpointError(
+                f"{path} was written with a global batch of {state['global_batch']} and grad_accum "
+                f"{state['grad_accum']}, this run has {global_batch} and {tc.grad_accum}; the data position "
+                f"cannot be carried over. Resume with the same data.batch_size x processes and "
+                f"train.grad_accum, or start over with --overwrite.")
+        return path
+
+    def _resume(self) -> Path | None:
+        """Restore from the checkpoint `_find_resume_checkpoint` chose; None if the run starts fresh."""
+        acc, path = self.accelerator, self._resume_from
         acc.wait_for_everyone()  # every process has looked before the main one sweeps temp dirs
         if acc.is_main_process:
-            for stale in remove_stale_temps(root):
+            for stale in remove_stale_temps(self.output_dir / "checkpoints"):
                 log.info("removed interrupted checkpoint write %s", stale)
         if path is None:
-            if acc.is_main_process:
-                log.info("resume=auto: no complete checkpoint in %s, starting fresh", root)
             return None
         state = load_checkpoint(acc, path, model=self.model, optimizer=self.optimizer,
                                 scheduler=self.scheduler)
-        global_batch = self.cfg.data.batch_size * acc.num_processes
-        if (state["global_batch"], state["grad_accum"]) != (global_batch, self.cfg.train.grad_accum):
-            raise ValueError(
-                f"{path} was written with a global batch of {state['global_batch']} and grad_accum "
-                f"{state['grad_accum']}, this run has {global_batch} and {self.cfg.train.grad_accum}; the "
-                f"data position cannot be carried over. Resume with the same data.batch_size x processes "
-                f"and train.grad_accum, or start a fresh output_dir.")
         self.step, self.epoch = state["step"], state["epoch"]
         self.batches_in_epoch = state["batches_in_epoch"]
         self.skipped_in_epoch = state["skipped_in_epoch"] if acc.is_main_process else 0
         self.skipped_per_epoch = list(state["skipped_per_epoch"])
         self.skipped_samples = sum(self.skipped_per_epoch)
         self._last_saved = self.step
-        if acc.is_main_process:
-            log.info("resumed from %s (step %d, epoch %d, %d batches into it)", path, self.step,
-                     self.epoch, self.batches_in_epoch)
+        self._say(f"resumed from step {self.step} ({path}; epoch {self.epoch}, {self.batches_in_epoch} "
+                  "batches into it)")
         return path
+
+    def _say(self, message: str, level: int = logging.INFO) -> None:
+        """A line for the person watching (main process), above the progress bar, never glued to it."""
+        if not self.accelerator.is_main_process:
+            return
+        import sys
+
+        from tqdm.auto import tqdm
+
+        tqdm.write(("warning: " if level >= logging.WARNING else "") + message, file=sys.stderr)
 
     def _visualise(self) -> None:
         """``task.visualise`` on the first val batch, main process only, into ``output_dir/vis``."""
