@@ -89,6 +89,8 @@ CASES = [
     Case("data_root_missing", train(world="{files}/no_world"), ("no_world", "data.root")),
     Case("train_split_empty", train(world="{files}/empty_world"),
          ("empty_world/train", "one sub-folder per class")),
+    Case("val_split_empty", train(world="{files}/empty_val_world"), ("empty_val_world", "val", "no samples",
+                                                                     "data.val_split=''")),
     Case("val_split_missing", train("data.val_split=nope"), ("imagefolder/nope", "data.val_split")),
     Case("corrupt_image", train(world="{files}/corrupt_world"), ("broken.png", "data.skip_bad")),
     Case("num_classes_mismatch", train("data.num_classes=3"), ("data.num_classes", "3", "8")),
@@ -113,6 +115,9 @@ CASES = [
     Case("run_folder_taken", train(out="{files}/taken_run"), ("taken_run", "--resume", "--overwrite")),
     Case("resume_other_batch", train("train.resume=auto", "data.batch_size=2", out="{files}/resumed_run"),
          ("global batch", "data.batch_size")),
+    Case("resume_other_model",
+         train("model.adapter=adaptformer", "train.resume=auto", out="{files}/resumed_run"),
+         ("model.adapter", "adaptformer", "resumed_run/config.yaml --resume")),
     Case("resume_and_overwrite", train("--resume", "--overwrite"), ("--resume", "--overwrite")),
     Case("eval_missing", ("eval", "{files}/no_run"), ("no_run", "does not exist")),
     Case("eval_not_a_run", ("eval", "{world}"), ("{world}", "model.json")),
@@ -169,6 +174,10 @@ def _write_bad_files(files: Path, world: Path) -> None:
     shutil.copytree(world / "imagefolder", corrupt)
     first_class = sorted(p for p in (corrupt / "val").iterdir() if p.is_dir())[0]
     (first_class / "broken.png").write_bytes(b"not a png")  # in val: evaluation reads every image
+    empty_val = files / "empty_val_world"
+    shutil.copytree(world / "imagefolder", empty_val)
+    for image in (empty_val / "val").rglob("*.png"):
+        image.unlink()
     bad_coco = files / "bad_coco"
     shutil.copytree(world / "coco", bad_coco)
     (bad_coco / "annotations" / "instances_train.json").write_text('{"images": [')

@@ -23,7 +23,10 @@ __all__ = ["load_config", "load_yaml_tree", "apply_overrides", "save_config", "c
 
 BASE_KEY = "_base_"
 # a registry-named method and the options that belong to it: switching the method drops the old options
-METHOD_OPTIONS = (("model", "adapter", "adapter_options"), ("model", "head", "head_options"))
+# (section, method key, its options key): switching the method forgets the replaced method's options.
+# A backbone's weights file belongs to that backbone, so switching model.backbone forgets model.pretrained.
+METHOD_OPTIONS = (("model", "adapter", "adapter_options"), ("model", "head", "head_options"),
+                  ("model", "backbone", "pretrained"))
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), schema: type = RunConfig) -> Any:
@@ -82,14 +85,16 @@ def load_yaml_tree(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, dic
 def apply_overrides(data: dict, origins: dict[str, str], overrides: Iterable[str]) -> None:
     """Apply ``a.b.c=value`` strings in place; values are parsed as YAML (``1e-3``, ``[1, 2]``, ``null``).
 
-    Switching a method (``model.adapter=...``, ``model.head=...``) drops the options of the one it
-    replaces; options given on the same command line apply to the new method.
+    Switching a method (``model.adapter=...``, ``model.head=...``, ``model.backbone=...``) drops the
+    options of the one it replaces (``model.pretrained`` for a backbone); options given on the same command
+    line apply to the new method.
     """
     overrides = list(overrides)
     switched: dict = {}
+    methods = {f"{section}.{method}" for section, method, _ in METHOD_OPTIONS}
     for item in overrides:
         key, _, text = item.partition("=")
-        if key.strip() in ("model.adapter", "model.head") and "=" in item:
+        if key.strip() in methods and "=" in item:
             switched.setdefault("model", {})[key.strip().split(".")[1]] = _parse_value(item, text)
     _drop_switched_options(data, origins, switched)
     for item in overrides:

@@ -77,6 +77,10 @@ def config_reference() -> str:
         "A run config is YAML validated into `RunConfig` (`umgkit/config/schema.py`): an unknown key or a "
         "wrong type stops the run with an error naming the file and the key. Any key can be overridden "
         "on the command line as `section.key=value`. Defaults are shown as YAML values.\n",
+        "Switching a method replaces its options: when a child config or an override names another "
+        "`model.adapter`, `model.head` or `model.backbone` than the base config, the base's "
+        "`model.adapter_options`, `model.head_options` or `model.pretrained` are dropped; options given "
+        "together with the switch apply to the new method.\n",
         "Contents: [run config](#run-config) · [task options](#task-options-task_options) · "
         "[adapter options](#adapter-options-modeladapter_options) · "
         "[head options](#head-options-modelhead_options) · "

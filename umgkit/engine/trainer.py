@@ -297,6 +297,7 @@ class Trainer:
                 raise CheckpointError(f"train.resume={tc.resume}: cannot resume from it: {problem}. Give "
                                       "a complete checkpoints/step_* folder, or auto for the newest intact "
                                       "one.")
+        self._check_same_model(path)
         state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
         global_batch = self.cfg.data.batch_size * acc.num_processes
         if (state["global_batch"], state["grad_accum"]) != (global_batch, tc.grad_accum):
@@ -306,6 +307,24 @@ class Trainer:
                 f"cannot be carried over. Resume with the same data.batch_size x processes and "
                 f"train.grad_accum, or start over with --overwrite.")
         return path
+
+    def _check_same_model(self, path: Path) -> None:
+        """A checkpoint only fits the model it was trained with: compare ``model:`` with the run's saved
+        config (the checkpoint's run, beside its ``checkpoints/``) and name what differs."""
+        import yaml
+
+        from umgkit.config import to_dict
+
+        saved_file = path.parent.parent / "config.yaml"
+        if not saved_file.is_file():
+            return
+        saved = (yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}).get("model", {})
+        current = to_dict(self.cfg.model)
+        differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        if differ:
+            shown = ", ".join(f"model.{k}: {saved.get(k)!r} there, {current.get(k)!r} here" for k in differ)
+            raise CheckpointError(f"{path} belongs to a run trained with another model config ({shown}). "
+                                  f"Resume it with its own config: umgkit train {saved_file} --resume")
 
     def _resume(self) -> Path | None:
         """Restore from the checkpoint `_find_resume_checkpoint` chose; None if the run starts fresh."""
