@@ -6,8 +6,12 @@ its image embedding / features for images ``x`` of shape (B, 3, 32, 32).
 
 from __future__ import annotations
 
+import atexit
 import copy
 import functools
+import shutil
+import tempfile
+from pathlib import Path
 
 import open_clip
 import pytest
@@ -16,6 +20,7 @@ import torch
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 
 from umgkit.backbones import create_backbone
+from umgkit.backbones.hf_tiny import save_tiny_hf
 
 IMAGE = 32
 
@@ -98,11 +103,32 @@ def _dense(model, x):
     return model.dense(x)
 
 
+@functools.cache
+def _hf_folder(kind: str) -> str:
+    root = Path(tempfile.mkdtemp(prefix="umgkit-hf-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return str(save_tiny_hf(root / kind, kind, image_size=IMAGE))
+
+
+@_cached
+def umgkit_hf_clip() -> torch.nn.Module:
+    """transformers CLIPModel (separate q/k/v projections) through hf:<folder>."""
+    return _create("hf:" + _hf_folder("clip"))
+
+
+@_cached
+def umgkit_hf_siglip() -> torch.nn.Module:
+    """transformers SiglipModel (no class token, MAP head) through hf:<folder>."""
+    return _create("hf:" + _hf_folder("siglip"))
+
+
 # umgkit Backbone wrappers (ViT under an attribute, found structurally); umg:tiny is umgkit's own ViT.
 UMGKIT_BACKBONES = [
     pytest.param(umg_tiny, _encode_image, id="umg"),
     pytest.param(umgkit_openclip_tiny, _encode_image, id="umgkit-openclip"),
     pytest.param(umgkit_timm_tiny, _dense, id="umgkit-timm"),
+    pytest.param(umgkit_hf_clip, _encode_image, id="umgkit-hf-clip"),
+    pytest.param(umgkit_hf_siglip, _encode_image, id="umgkit-hf-siglip"),
 ]
 
 

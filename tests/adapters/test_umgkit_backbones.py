@@ -19,7 +19,7 @@ from umgkit.adapters import apply_adapter, load_adapter, merge_adapter, paramete
 
 # umgkit's own ViT runs every method; the open_clip / timm wrappers (whose raw models run the full tables in
 # the other files) run one method of each kind, to check that blocks are found under the wrapper.
-WRAPPER_METHODS = {"lora", "lora_qv", "adaptformer", "vpt", "ssf"}
+WRAPPER_METHODS = {"lora", "lora_qv", "adaptformer", "vpt", "ssf", "bitfit"}
 CASES = [pytest.param(*b.values, *m.values, id=f"{b.id}-{m.id}")
          for b in UMGKIT_BACKBONES for m in method_params(None if b.id == "umg" else WRAPPER_METHODS)]
 

@@ -2,28 +2,45 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 
 from umgkit.backbones import create_backbone
+from umgkit.backbones.hf_tiny import save_tiny_hf
 
-# (registry string, builder kwargs)
+# (registry string, builder kwargs); "hf:<kind>" is a tiny transformers folder written on first use
 TINY = {
     "umg": ("umg:tiny", {}),
     "umg_conv": ("umg:tiny_conv", {}),  # convolutional stem (BatchNorm inside the frozen trunk)
     "openclip": ("openclip:umgkit-tiny-openclip", {}),
     "timm": ("timm:vit_tiny_patch16_224", {"depth": 2}),
+    "hf_clip": ("hf:clip", {}),  # transformers CLIPModel.save_pretrained
+    "hf_siglip": ("hf:siglip", {}),  # transformers SiglipModel.save_pretrained (MAP head pooling)
 }
 ALL = [pytest.param(k, id=k) for k in TINY]
-JOINT = [pytest.param(k, id=k) for k in ("umg", "openclip")]
+JOINT = [pytest.param(k, id=k) for k in ("umg", "openclip", "hf_clip", "hf_siglip")]
+
+
+@functools.cache
+def hf_folder(kind: str) -> str:
+    """A tiny transformers CLIP / SigLIP checkpoint with its tokenizer, written by transformers itself."""
+    root = Path(tempfile.mkdtemp(prefix="umgkit-hf-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return str(save_tiny_hf(root / kind, kind))
 SIZES = [pytest.param((64, 64), id="64"), pytest.param((96, 96), id="96"), pytest.param((64, 96), id="64x96")]
 
 
 def build(key: str, seed: int = 0):
     """A fresh backbone, seeded so two builds are identical."""
     name, kwargs = TINY[key]
+    if name.startswith("hf:"):
+        name = "hf:" + hf_folder(name[3:])
     torch.manual_seed(seed)
     return create_backbone(name, **kwargs)
 

@@ -12,7 +12,8 @@ from umgkit.backbones._pos_embed import resample_pos_embed
 
 def _probe_grads(bb, checkpointing: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of a trainable probe inside the trunk (first block's first norm) and of the input."""
-    norm = bb.blocks[0].norm1 if hasattr(bb.blocks[0], "norm1") else bb.blocks[0].ln_1
+    block = bb.blocks[0]
+    norm = next(getattr(block, n) for n in ("norm1", "ln_1", "layer_norm1") if hasattr(block, n))
     norm.weight.requires_grad_(True)
     norm.weight.grad = None
     bb.set_grad_checkpointing(checkpointing)
@@ -45,7 +46,9 @@ def test_resample_pos_embed():
 
 @pytest.mark.parametrize("key,style,towers", [("umg", "timm", {"vision", "text"}),
                                               ("openclip", "open_clip", {"vision", "text"}),
-                                              ("timm", "timm", {"vision"})])
+                                              ("timm", "timm", {"vision"}),
+                                              ("hf_clip", "hf", {"vision", "text"}),
+                                              ("hf_siglip", "hf", {"vision", "text"})])
 def test_adapters_find_the_blocks(key, style, towers):
     bb = build(key)
     lists = structure.find_block_lists(bb)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -157,3 +158,23 @@ def test_conv_stem_is_he_initialised():
     assert isinstance(stem, ConvStem)
     conv = stem[4]  # 32 -> 64 channels: He (fan_out) std sqrt(2 / (64 * 9)) ~ 0.059, not ViT's 0.02
     assert abs(float(conv.weight.std()) - (2 / (64 * 9)) ** 0.5) < 0.006
+
+
+def test_hf_hub_id_offline_is_one_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_cache"))
+    with pytest.raises(WeightsError, match=r"hf:umgkit-test/absent: .*HF_HUB_OFFLINE is set"):
+        create_backbone("hf:umgkit-test/absent")
+
+
+def test_hf_folder_without_tokenizer_names_the_fix(tmp_path):
+    from backbone_cases import hf_folder
+
+    folder = tmp_path / "no_tokenizer"
+    shutil.copytree(hf_folder("clip"), folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    bb = create_backbone(f"hf:{folder}")
+    assert bb.encode_image(torch.zeros(1, 3, 32, 32)).shape == (1, 16)  # vision needs no tokenizer
+    with pytest.raises(WeightsError, match=r"no tokenizer files are there\. Save one .*save_pretrained"):
+        bb.encode_text(["a red circle"])

@@ -19,7 +19,8 @@ def test_declared_shapes(key):
     bb = shared(key)
     assert isinstance(bb, Backbone)
     expected = {"umg": (128, 128, 8, 4, True), "umg_conv": (128, 128, 8, 4, True),
-                "openclip": (64, 64, 8, 2, True), "timm": (None, 192, 16, 2, False)}[key]
+                "openclip": (64, 64, 8, 2, True), "timm": (None, 192, 16, 2, False),
+                "hf_clip": (16, 32, 8, 2, True), "hf_siglip": (32, 32, 8, 2, True)}[key]
     assert (bb.embed_dim, bb.width, bb.patch_size, bb.num_layers, bb.has_text) == expected
     assert len(bb.blocks) == bb.num_layers
 
@@ -105,6 +106,12 @@ def test_native_size_matches_wrapped_model(key):
         torch.testing.assert_close(ours, F.normalize(bb.model(x), dim=-1), atol=1e-5, rtol=1e-5)
         ref = bb.model.forward_features(x)[:, bb.num_prefix_tokens:]
         torch.testing.assert_close(bb.dense(x).flatten(2).transpose(1, 2), ref, atol=1e-5, rtol=1e-5)
+    elif key.startswith("hf_"):  # transformers' own image and text features
+        ref = bb.model.get_image_features(pixel_values=x)
+        torch.testing.assert_close(ours, F.normalize(ref.pooler_output, dim=-1), atol=1e-5, rtol=1e-5)
+        texts = ["a photo of a red circle", "the blue square"]
+        ref = bb.model.get_text_features(**bb.tokenize(texts)).pooler_output
+        torch.testing.assert_close(bb.encode_text(texts), F.normalize(ref, dim=-1), atol=1e-5, rtol=1e-5)
     else:
         assert ours.shape == (2, 128)
 

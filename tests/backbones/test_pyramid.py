@@ -16,14 +16,14 @@ def test_backbone_pyramid_matches_declared_shapes(key):
     shapes = bb.pyramid_shapes()
     assert {k: v.stride for k, v in shapes.items()} == {"p2": 4, "p3": 8, "p4": 16, "p5": 32}
     free = bb.pyramid(x)
-    neck = SimpleFeaturePyramid.from_backbone(bb, out_channels=32)
-    learned = bb.pyramid(x, channels=32, neck=neck)
-    declared = bb.pyramid_shapes(channels=32)
+    neck = SimpleFeaturePyramid.from_backbone(bb, out_channels=24)  # 24: no backbone here is 24 wide
+    learned = bb.pyramid(x, channels=24, neck=neck)
+    declared = bb.pyramid_shapes(channels=24)
     for k, spec in shapes.items():
         assert free[k].shape == (2, spec.channels, 64 // spec.stride, 96 // spec.stride)
         assert learned[k].shape == (2, declared[k].channels, 64 // spec.stride, 96 // spec.stride)
     with pytest.raises(ValueError, match="SimpleFeaturePyramid.from_backbone"):
-        bb.pyramid(x, channels=32)
+        bb.pyramid(x, channels=24)
 
 
 @pytest.mark.parametrize("patch", [8, 14, 16, 32])

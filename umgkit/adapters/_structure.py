@@ -8,6 +8,8 @@ under any attribute. Instead we search the module tree for block lists (an ``nn.
   mlp.fc2``; tokens are batch-first ``(B, prefix + N, C)``.
 - ``"open_clip"``: ``ln_1, attn`` (an ``nn.MultiheadAttention``), ``ln_2, mlp.c_fc, mlp.c_proj``; the token
   layout follows ``attn.batch_first`` (``(B, L, C)`` when true, ``(L, B, C)`` otherwise).
+- ``"hf"`` (transformers CLIP / SigLIP encoder layers, in a list named ``layers``): ``layer_norm1,
+  self_attn.{q,k,v,out}_proj, layer_norm2, mlp.fc1, mlp.fc2``; batch-first.
 
 Each block list belongs to a *tower*: ``"vision"`` or ``"text"`` (see `_tower_of`).
 """
@@ -25,7 +27,7 @@ __all__ = ["BlockList", "find_block_lists", "select_blocks", "block_targets", "g
            "set_submodule", "block_width", "unwrapped", "TOWERS"]
 
 TOWERS = ("vision", "text", "all")
-_LIST_NAMES = ("blocks", "resblocks")
+_LIST_NAMES = ("blocks", "resblocks", "layers")
 _VISION_WORDS = {"visual", "vision", "vision_model", "vision_tower", "image_encoder", "trunk", "image"}
 _TEXT_WORDS = {"text", "textual", "text_model", "text_encoder", "text_tower"}
 
@@ -35,7 +37,7 @@ class BlockList:
     """One stack of transformer blocks: where it is, its layout and its tower."""
 
     path: str  # dotted path of the list inside the model ("" components joined by ".")
-    style: str  # "timm" or "open_clip"
+    style: str  # "timm", "open_clip" or "hf"
     tower: str  # "vision" or "text"
     length: int
 
@@ -56,6 +58,9 @@ def _style_of(block: nn.Module) -> str | None:
     if all(hasattr(block, a) for a in ("ln_1", "attn", "ln_2", "mlp")) and isinstance(
             unwrapped(block.attn), nn.MultiheadAttention):
         return "open_clip"
+    if all(hasattr(block, a) for a in ("layer_norm1", "self_attn", "layer_norm2", "mlp")) and all(
+            hasattr(unwrapped(block.self_attn), p) for p in ("q_proj", "k_proj", "v_proj", "out_proj")):
+        return "hf"
     # A block already wrapped by an adapter (VPT) keeps its layout under ``base_layer``.
     base = getattr(block, "base_layer", None)
     return _style_of(base) if isinstance(base, nn.Module) else None
@@ -101,8 +106,9 @@ def select_blocks(model: nn.Module, tower: str = "vision",
     if not lists:
         raise ConfigError(
             f"No transformer blocks found in {type(model).__name__}: umgkit adapters support timm / umg "
-            "ViTs (a `blocks` list with norm1/attn.qkv/mlp.fc1) and open_clip transformers (a `resblocks` "
-            "list with ln_1/attn=nn.MultiheadAttention/mlp.c_fc).")
+            "ViTs (a `blocks` list with norm1/attn.qkv/mlp.fc1), open_clip transformers (a `resblocks` "
+            "list with ln_1/attn=nn.MultiheadAttention/mlp.c_fc) and transformers CLIP / SigLIP (a `layers` "
+            "list with layer_norm1/self_attn.q_proj/mlp.fc1).")
     chosen = [bl for bl in lists if tower == "all" or bl.tower == tower]
     if not chosen:
         have = ", ".join(f"{bl.path} ({bl.tower})" for bl in lists)
@@ -128,7 +134,8 @@ def _normalise_layers(layers: Sequence[int], bl: BlockList) -> list[int]:
 
 def block_width(block: nn.Module, style: str) -> int:
     """Token width C of a block (its first norm's size)."""
-    norm = block.norm1 if style == "timm" else block.ln_1
+    norm = {"timm": "norm1", "open_clip": "ln_1", "hf": "layer_norm1"}[style]
+    norm = getattr(block, norm)
     return int(norm.normalized_shape[0])
 
 

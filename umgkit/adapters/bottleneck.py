@@ -135,6 +135,9 @@ class SequentialAdapter(Adapter):
         c = self.config
         for path, block, bl in select_blocks(model, c.tower, c.layers):
             width = block_width(block, bl.style)
+            if bl.style == "hf" and "attn" in c.positions:
+                raise ConfigError(f"{path}: positions=['attn'] needs an attention module that returns one "
+                                  "tensor; transformers layers return a tuple. Use positions=['mlp'].")
             for pos in c.positions:
                 wrapped = SequentialBottleneck(getattr(block, pos), width, c.bottleneck, c.scale,
                                                c.activation)

@@ -1,4 +1,5 @@
-"""LoRA on the query and value slices of a fused qkv projection (Hu et al., 2021, section 7.1).
+"""LoRA on the query and value projections (Hu et al., 2021, section 7.1): fused qkv slices or separate
+q / v layers.
 
 peft adapts whole Linear layers; a ViT's ``attn.qkv`` (timm / umg) and open_clip's
 ``MultiheadAttention.in_proj_weight`` fuse q, k and v into one ``(3C, C)`` weight ordered q|k|v, so
@@ -22,7 +23,7 @@ from ..registry import ADAPTERS
 from ._base import Adapter, AdapterWrapper, ScopeOptions, check_positive, unwrap_all
 from ._structure import select_blocks, set_submodule
 
-__all__ = ["LoraQVAdapter", "LoraQVConfig", "LoraQVLinear", "LoraQVMultiheadAttention"]
+__all__ = ["LoraQVAdapter", "LoraQVConfig", "LoraQVLinear", "LoraQVMultiheadAttention", "LoraQVSeparate"]
 
 _PREFIX = "lora_qv_"
 
@@ -107,6 +108,30 @@ class LoraQVMultiheadAttention(_QVDelta):
         return self.base_layer
 
 
+class LoraQVSeparate(_QVDelta):
+    """Wraps an attention module with separate ``q_proj`` / ``v_proj`` Linear layers (transformers'
+    CLIP / SigLIP); runs it with the q and v weights updated, the module's own forward unchanged. Like
+    `LoraQVMultiheadAttention` the update is a weight, so input dropout must be 0."""
+
+    def _frozen_weight(self) -> torch.Tensor:
+        return self.base_layer.q_proj.weight
+
+    def _updated(self) -> dict[str, torch.Tensor]:
+        dq = self.lora_qv_B_q @ self.lora_qv_A_q * self.scaling
+        dv = self.lora_qv_B_v @ self.lora_qv_A_v * self.scaling
+        return {"q_proj.weight": self.base_layer.q_proj.weight + dq,
+                "v_proj.weight": self.base_layer.v_proj.weight + dv}
+
+    def forward(self, *args, **kwargs):
+        return functional_call(self.base_layer, self._updated(), args, kwargs)
+
+    def unwrap(self) -> nn.Module:
+        with torch.no_grad():
+            for name, weight in self._updated().items():
+                self.base_layer.get_parameter(name).copy_(weight)
+        return self.base_layer
+
+
 @ADAPTERS.register("lora_qv")
 class LoraQVAdapter(Adapter):
     """LoRA on the q and v slices of each block's fused qkv projection."""
@@ -118,6 +143,14 @@ class LoraQVAdapter(Adapter):
     def inject(self, model: nn.Module) -> None:
         c = self.config
         for path, block, bl in select_blocks(model, c.tower, c.layers):
+            if bl.style == "hf":  # separate q / k / v projections
+                if c.dropout:
+                    raise ConfigError("lora_qv on separate q/v projections (transformers) updates their "
+                                      "weights and cannot apply input dropout; set dropout=0.")
+                attn = block.self_attn
+                set_submodule(model, f"{path}.self_attn",
+                              LoraQVSeparate(attn, attn.q_proj.in_features, c.rank, c.alpha, c.dropout))
+                continue
             attn = block.attn
             if bl.style == "timm":
                 qkv = attn.qkv

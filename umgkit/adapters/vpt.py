@@ -101,8 +101,7 @@ class VPTAdapter(Adapter):
         last = len(blocks) - 1
         for i, (path, block, _) in enumerate(blocks):
             width = block_width(block, bl.style)
-            attn = unwrapped(block.attn)
-            batch_first = True if bl.style == "timm" else bool(attn.batch_first)
+            batch_first = bl.style != "open_clip" or bool(unwrapped(block.attn).batch_first)
             prompt = None
             if c.deep or i == 0:
                 ref = next(block.parameters())

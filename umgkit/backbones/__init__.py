@@ -1,12 +1,13 @@
 """Frozen vision(-language) backbones behind one contract (DESIGN.md, "The backbone contract").
 
-Importing this package registers the ``umg:``, ``openclip:`` and ``timm:`` entries in ``BACKBONES``;
-open_clip and timm themselves are imported only when such a backbone is built.
+Importing this package registers the ``umg:``, ``openclip:``, ``timm:`` and ``hf:`` entries in
+``BACKBONES``; open_clip, timm and transformers themselves are imported only when such a backbone is built.
 """
 
-from . import openclip, timm_backbone, umg  # noqa: F401  (registration)
+from . import hf_clip, openclip, timm_backbone, umg  # noqa: F401  (registration)
 from .base import Backbone, NoJointSpaceError, NoTextTowerError, ShapeSpec
 from .factory import create_backbone, list_backbones
+from .hf_clip import HFCLIPBackbone
 from .openclip import OpenCLIPBackbone
 from .pyramid import LayerNorm2d, SimpleFeaturePyramid, parameter_free_pyramid
 from .timm_backbone import TimmBackbone
@@ -15,6 +16,7 @@ from .umg_configs import UMG_CONFIGS
 
 __all__ = [
     "Backbone",
+    "HFCLIPBackbone",
     "LayerNorm2d",
     "NoJointSpaceError",
     "NoTextTowerError",
