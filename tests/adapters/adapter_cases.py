@@ -103,6 +103,12 @@ def _dense(model, x):
     return model.dense(x)
 
 
+@_cached
+def umgkit_timm_eva() -> torch.nn.Module:
+    """timm EVA02: fused qkv, rotary position embeddings passed to every block."""
+    return _create("timm:eva02_tiny_patch14_224", depth=2, img_size=IMAGE, patch_size=8)
+
+
 @functools.cache
 def _hf_folder(kind: str) -> str:
     root = Path(tempfile.mkdtemp(prefix="umgkit-hf-"))
@@ -127,6 +133,7 @@ UMGKIT_BACKBONES = [
     pytest.param(umg_tiny, _encode_image, id="umg"),
     pytest.param(umgkit_openclip_tiny, _encode_image, id="umgkit-openclip"),
     pytest.param(umgkit_timm_tiny, _dense, id="umgkit-timm"),
+    pytest.param(umgkit_timm_eva, _dense, id="umgkit-timm-eva"),
     pytest.param(umgkit_hf_clip, _encode_image, id="umgkit-hf-clip"),
     pytest.param(umgkit_hf_siglip, _encode_image, id="umgkit-hf-siglip"),
 ]

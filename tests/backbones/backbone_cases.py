@@ -20,6 +20,7 @@ TINY = {
     "umg_conv": ("umg:tiny_conv", {}),  # convolutional stem (BatchNorm inside the frozen trunk)
     "openclip": ("openclip:umgkit-tiny-openclip", {}),
     "timm": ("timm:vit_tiny_patch16_224", {"depth": 2}),
+    "timm_eva": ("timm:eva02_tiny_patch14_224", {"depth": 2}),  # rotary position embeddings, patch 14
     "hf_clip": ("hf:clip", {}),  # transformers CLIPModel.save_pretrained
     "hf_siglip": ("hf:siglip", {}),  # transformers SiglipModel.save_pretrained (MAP head pooling)
 }

@@ -47,6 +47,7 @@ def test_resample_pos_embed():
 @pytest.mark.parametrize("key,style,towers", [("umg", "timm", {"vision", "text"}),
                                               ("openclip", "open_clip", {"vision", "text"}),
                                               ("timm", "timm", {"vision"}),
+                                              ("timm_eva", "timm", {"vision"}),
                                               ("hf_clip", "hf", {"vision", "text"}),
                                               ("hf_siglip", "hf", {"vision", "text"})])
 def test_adapters_find_the_blocks(key, style, towers):

@@ -20,6 +20,7 @@ def test_declared_shapes(key):
     assert isinstance(bb, Backbone)
     expected = {"umg": (128, 128, 8, 4, True), "umg_conv": (128, 128, 8, 4, True),
                 "openclip": (64, 64, 8, 2, True), "timm": (None, 192, 16, 2, False),
+                "timm_eva": (None, 192, 14, 2, False),
                 "hf_clip": (16, 32, 8, 2, True), "hf_siglip": (32, 32, 8, 2, True)}[key]
     assert (bb.embed_dim, bb.width, bb.patch_size, bb.num_layers, bb.has_text) == expected
     assert len(bb.blocks) == bb.num_layers
@@ -102,7 +103,7 @@ def test_native_size_matches_wrapped_model(key):
     ours = bb.encode_image(x)
     if key == "openclip":
         torch.testing.assert_close(ours, bb.model.encode_image(x, normalize=True), atol=1e-5, rtol=1e-5)
-    elif key == "timm":
+    elif key.startswith("timm"):
         torch.testing.assert_close(ours, F.normalize(bb.model(x), dim=-1), atol=1e-5, rtol=1e-5)
         ref = bb.model.forward_features(x)[:, bb.num_prefix_tokens:]
         torch.testing.assert_close(bb.dense(x).flatten(2).transpose(1, 2), ref, atol=1e-5, rtol=1e-5)

@@ -12,7 +12,7 @@ from umgkit.backbones import SimpleFeaturePyramid, parameter_free_pyramid
 @pytest.mark.parametrize("key", ALL)
 def test_backbone_pyramid_matches_declared_shapes(key):
     bb = shared(key)
-    x = images((64, 96))
+    x = images((112, 224))  # whole patches of 8, 14 and 16 px; p5 of a patch-14 grid lands on stride 32
     shapes = bb.pyramid_shapes()
     assert {k: v.stride for k, v in shapes.items()} == {"p2": 4, "p3": 8, "p4": 16, "p5": 32}
     free = bb.pyramid(x)
@@ -20,8 +20,8 @@ def test_backbone_pyramid_matches_declared_shapes(key):
     learned = bb.pyramid(x, channels=24, neck=neck)
     declared = bb.pyramid_shapes(channels=24)
     for k, spec in shapes.items():
-        assert free[k].shape == (2, spec.channels, 64 // spec.stride, 96 // spec.stride)
-        assert learned[k].shape == (2, declared[k].channels, 64 // spec.stride, 96 // spec.stride)
+        assert free[k].shape == (2, spec.channels, 112 // spec.stride, 224 // spec.stride)
+        assert learned[k].shape == (2, declared[k].channels, 112 // spec.stride, 224 // spec.stride)
     with pytest.raises(ValueError, match="SimpleFeaturePyramid.from_backbone"):
         bb.pyramid(x, channels=24)
 

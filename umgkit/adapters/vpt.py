@@ -17,6 +17,7 @@ Count: ``num_tokens * C`` (shallow) or ``len(blocks) * num_tokens * C`` (deep).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -100,6 +101,10 @@ class VPTAdapter(Adapter):
             prefix = _model_prefix_tokens(model, bl.path)
         last = len(blocks) - 1
         for i, (path, block, _) in enumerate(blocks):
+            if "rope" in inspect.signature(unwrapped(block).forward).parameters:
+                raise ConfigError(f"VPT cannot insert prompts into {path}: its attention uses rotary "
+                                  "position embeddings (EVA), whose table covers the image's own tokens "
+                                  "only. Use lora, lora_qv, ssf or adaptformer on this backbone.")
             width = block_width(block, bl.style)
             batch_first = bl.style != "open_clip" or bool(unwrapped(block.attn).batch_first)
             prompt = None

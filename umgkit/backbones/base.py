@@ -84,11 +84,12 @@ class Backbone(nn.Module):
         """The vision tower's block list (an ``nn.ModuleList`` / ``nn.Sequential``), for adapters."""
         raise NotImplementedError
 
-    def _embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Tokens entering the first block ``(B, P + h*w, C)`` and the grid ``(h, w)``."""
+    def _embed(self, images: torch.Tensor) -> tuple:
+        """Tokens entering the first block ``(B, P + h*w, C)`` and the grid ``(h, w)``; optionally a third
+        item, passed to every `_run_block` of this forward (e.g. EVA's rotary position embedding)."""
         raise NotImplementedError
 
-    def _run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _run_block(self, block: nn.Module, x: torch.Tensor, extra: object = None) -> torch.Tensor:
         return block(x)
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,16 +138,17 @@ class Backbone(nn.Module):
     def _forward(self, images: torch.Tensor, take: Sequence[int] = (), stop_early: bool = False
                  ) -> tuple[torch.Tensor, tuple[int, int], dict[int, torch.Tensor]]:
         """Last-block tokens, grid and the outputs of blocks ``take`` (non-negative indices)."""
-        x, grid = self._embed(images)
+        x, grid, *rest = self._embed(images)
+        extra = rest[0] if rest else None
         feats: dict[int, torch.Tensor] = {}
         last = max(take) if (take and stop_early) else len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             if i > last:
                 break
             if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(self._run_block, block, x, use_reentrant=False)
+                x = checkpoint(self._run_block, block, x, extra, use_reentrant=False)
             else:
-                x = self._run_block(block, x)
+                x = self._run_block(block, x, extra)
             if i in take:
                 feats[i] = x
         return x, grid, feats

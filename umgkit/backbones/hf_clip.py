@@ -91,7 +91,7 @@ class HFCLIPBackbone(Backbone):
         x = x + pos.to(x.dtype).unsqueeze(0)
         return (x if self.is_siglip else v.pre_layrnorm(x)), grid
 
-    def _run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _run_block(self, block: nn.Module, x: torch.Tensor, extra: object = None) -> torch.Tensor:
         out = block(x, attention_mask=None)
         return out[0] if isinstance(out, tuple) else out
 

@@ -65,7 +65,7 @@ class OpenCLIPBackbone(Backbone):
         x = x + resample_pos_embed(v.positional_embedding, tuple(v.grid_size), grid, 1).to(x.dtype)
         return v.ln_pre(v.patch_dropout(x)), grid
 
-    def _run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _run_block(self, block: nn.Module, x: torch.Tensor, extra: object = None) -> torch.Tensor:
         if self.model.visual.transformer.batch_first:
             return block(x)
         return block(x.transpose(0, 1)).transpose(0, 1)  # the block wants (L, B, C)

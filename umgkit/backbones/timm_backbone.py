@@ -1,4 +1,5 @@
-"""``timm:<name>`` — any timm ``VisionTransformer`` behind the backbone contract (vision only).
+"""``timm:<name>`` — timm ``VisionTransformer``-style models (ViT, DeiT, DINOv2, SigLIP, EVA / EVA02 with
+rotary position embeddings) behind the backbone contract (vision only).
 
 Adapter targets: blocks at ``model.blocks`` (also ``backbone.blocks``, an ``nn.Sequential``); inside a
 block ``norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2`` (umg uses the same names).
@@ -44,6 +45,12 @@ class TimmBackbone(Backbone):
             raise NotImplementedError(f"{name}: non-square patches {patch} are not supported.")
         self.model = model
         self.num_prefix_tokens = int(model.num_prefix_tokens)
+        for module in model.modules():
+            # EVA attention with separate q / v biases calls F.linear(x, self.qkv.weight, bias) and so never
+            # runs the qkv module; in "separate bias" mode it calls self.qkv(x) and adds the bias (the same
+            # numbers), so an adapter wrapping qkv (LoRA, lora_qv, SSF) takes part in the forward.
+            if getattr(module, "qkv_bias_separate", None) is False:
+                module.qkv_bias_separate = True
         self._freeze()
 
     @property
@@ -52,14 +59,25 @@ class TimmBackbone(Backbone):
 
     def _embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         m = self.model
+        p = self.patch_size  # the grid is H // p x W // p: pixels past the last whole patch are not seen
+        images = images[..., : images.shape[-2] // p * p, : images.shape[-1] // p * p]
         x = m.patch_embed(images)  # (B, h, w, C) with dynamic_img_size, else (B, h*w, C)
         if x.dim() == 4:
             grid = (x.shape[1], x.shape[2])
         else:
             grid = tuple(m.patch_embed.grid_size)
         x = m._pos_embed(x)  # timm's own (resampled) position embeddings and prefix tokens
-        x = m.patch_drop(x)
-        return m.norm_pre(x), grid
+        rope = None
+        if isinstance(x, tuple):  # EVA: tokens and the rotary embedding of this grid, which every block takes
+            x, rope = x
+        if m.patch_drop is not None and rope is None:  # EVA keeps None here unless patch dropout is on
+            x = m.patch_drop(x)
+        elif m.patch_drop is not None:
+            x, rope = m.patch_drop(x, rope)  # EVA drops the same patches' rotary rows
+        return m.norm_pre(x), grid, rope
+
+    def _run_block(self, block: nn.Module, x: torch.Tensor, extra: object = None) -> torch.Tensor:
+        return block(x) if extra is None else block(x, rope=extra)
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.norm(x)
