@@ -10,6 +10,8 @@ under any attribute. Instead we search the module tree for block lists (an ``nn.
   layout follows ``attn.batch_first`` (``(B, L, C)`` when true, ``(L, B, C)`` otherwise).
 - ``"hf"`` (transformers CLIP / SigLIP encoder layers, in a list named ``layers``): ``layer_norm1,
   self_attn.{q,k,v,out}_proj, layer_norm2, mlp.fc1, mlp.fc2``; batch-first.
+- ``"convnext"`` (timm ConvNeXt blocks, one ``blocks`` list per stage): ``conv_dw, norm, mlp.fc1, mlp.fc2``;
+  no attention and no tokens (channels-last maps inside the MLP).
 
 Each block list belongs to a *tower*: ``"vision"`` or ``"text"`` (see `_tower_of`).
 """
@@ -37,7 +39,7 @@ class BlockList:
     """One stack of transformer blocks: where it is, its layout and its tower."""
 
     path: str  # dotted path of the list inside the model ("" components joined by ".")
-    style: str  # "timm", "open_clip" or "hf"
+    style: str  # "timm", "open_clip", "hf" or "convnext"
     tower: str  # "vision" or "text"
     length: int
 
@@ -61,6 +63,8 @@ def _style_of(block: nn.Module) -> str | None:
     if all(hasattr(block, a) for a in ("layer_norm1", "self_attn", "layer_norm2", "mlp")) and all(
             hasattr(unwrapped(block.self_attn), p) for p in ("q_proj", "k_proj", "v_proj", "out_proj")):
         return "hf"
+    if all(hasattr(block, a) for a in ("conv_dw", "norm", "mlp")) and hasattr(block.mlp, "fc1"):
+        return "convnext"
     # A block already wrapped by an adapter (VPT) keeps its layout under ``base_layer``.
     base = getattr(block, "base_layer", None)
     return _style_of(base) if isinstance(base, nn.Module) else None
@@ -134,7 +138,7 @@ def _normalise_layers(layers: Sequence[int], bl: BlockList) -> list[int]:
 
 def block_width(block: nn.Module, style: str) -> int:
     """Token width C of a block (its first norm's size)."""
-    norm = {"timm": "norm1", "open_clip": "ln_1", "hf": "layer_norm1"}[style]
+    norm = {"timm": "norm1", "open_clip": "ln_1", "hf": "layer_norm1", "convnext": "norm"}[style]
     norm = getattr(block, norm)
     return int(norm.normalized_shape[0])
 

@@ -97,6 +97,9 @@ class AdaptFormerAdapter(Adapter):
     def inject(self, model: nn.Module) -> None:
         c = self.config
         for path, block, bl in select_blocks(model, c.tower, c.layers):
+            if isinstance(getattr(block.mlp, "fc1", None), nn.Conv2d):
+                raise ConfigError(f"{path}.mlp is convolutional (channels-first 1x1 convs, timm's conv_mlp); "
+                                  "AdaptFormer's bottleneck reads token features. Use lora or bitfit here.")
             width = block_width(block, bl.style)
             set_submodule(model, f"{path}.mlp", ParallelBottleneck(block.mlp, width, c.bottleneck, c.scale))
 

@@ -143,6 +143,10 @@ class LoraQVAdapter(Adapter):
     def inject(self, model: nn.Module) -> None:
         c = self.config
         for path, block, bl in select_blocks(model, c.tower, c.layers):
+            if bl.style == "convnext":
+                raise ConfigError(f"{path} is a ConvNeXt block: it has no attention, so no q and v for "
+                                  "lora_qv. Use lora (it targets the block's mlp.fc1 / mlp.fc2), ssf or "
+                                  "bitfit.")
             if bl.style == "hf":  # separate q / k / v projections
                 if c.dropout:
                     raise ConfigError("lora_qv on separate q/v projections (transformers) updates their "

@@ -35,7 +35,8 @@ __all__ = ["LoraAdapter", "DoraAdapter", "LoHaAdapter", "LoKrAdapter", "PeftOpti
 PEFT_PREFIX = "base_model.model."  # key prefix peft's PeftModel uses in adapter_model.safetensors
 _ADAPTER_NAME = "default"
 _ATTN = {"timm": ("attn.qkv", "attn.proj"),
-         "hf": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj")}
+         "hf": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"),
+         "convnext": ("mlp.fc1", "mlp.fc2")}  # no attention: the block's MLP
 _MLP_OPEN_CLIP = ("mlp.c_fc", "mlp.c_proj")
 
 

@@ -29,6 +29,7 @@ __all__ = ["SSFAdapter", "SSFConfig", "SSFLayer", "SSFMultiheadAttention"]
 DEFAULT_TARGETS = {
     "timm": ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"),
     "open_clip": ("ln_1", "attn", "ln_2", "mlp.c_fc", "mlp.c_proj"),
+    "convnext": ("norm", "mlp.fc1", "mlp.fc2"),
     "hf": ("layer_norm1", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj",
            "layer_norm2", "mlp.fc1", "mlp.fc2"),
 }

@@ -247,6 +247,16 @@ class Backbone(nn.Module):
         return l2_normalize(self.project(pooled.flatten(1)))
 
     # ------------------------------------------------------------------------------------- pyramid
+    def neck_input(self, images: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """What a dense head's neck (`make_neck`) reads: `dense` for a ViT; hierarchical backbones give
+        their stages ``{"p2": ..., "p5": ...}``."""
+        return self.dense(images)
+
+    def make_neck(self, out_channels: int = 256) -> nn.Module:
+        """A trainable neck from `neck_input` to ``{"p2".."p5": (B, out_channels, H/s, W/s)}``, owned by a
+        head: ViTDet's simple feature pyramid for a ViT."""
+        return SimpleFeaturePyramid.from_backbone(self, out_channels=out_channels)
+
     def pyramid_shapes(self, channels: int | None = None) -> dict[str, ShapeSpec]:
         """What `pyramid` returns: keys ``p2..p5`` (stride 4, 8, 16, 32) -> channels and stride."""
         c = self.width if channels is None else int(channels)

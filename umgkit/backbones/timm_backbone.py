@@ -22,6 +22,7 @@ from ..errors import unknown_name
 from ..registry import BACKBONES
 from ._weights import check_local_file, hub_offline, is_local_path, offline_error
 from .base import Backbone
+from .timm_features import TimmFeatureBackbone, is_hierarchical
 
 __all__ = ["TimmBackbone", "build_timm"]
 
@@ -92,9 +93,11 @@ class TimmBackbone(Backbone):
         raise NotImplementedError(self._no_joint_message())
 
 
-@BACKBONES.register("timm:", doc="timm ViT (vision only): timm:<name>, pretrained=<local file or hub tag>")
-def build_timm(name: str, pretrained: str | None = None, **kwargs) -> TimmBackbone:
-    """``timm.create_model(name, num_classes=0, dynamic_img_size=True, **kwargs)`` wrapped as a backbone.
+@BACKBONES.register("timm:", doc="timm image models, vision only (ViT/EVA/DINOv2/SigLIP tokens; "
+                                 "ConvNeXt/Swin/ResNet stages): timm:<name> or timm:hf-hub:ORG/NAME")
+def build_timm(name: str, pretrained: str | None = None, **kwargs) -> Backbone:
+    """``timm.create_model(name, num_classes=0, **kwargs)`` wrapped as a backbone (`TimmBackbone` for a
+    token model, `TimmFeatureBackbone` for a hierarchical one).
 
     ``pretrained``: None (random init), a local ``.safetensors`` / ``.pth`` / ``.bin`` file in timm's
     format (read with ``timm.models.load_checkpoint(weights_only=True)``), or a hub request — ``"hub"``
@@ -105,20 +108,20 @@ def build_timm(name: str, pretrained: str | None = None, **kwargs) -> TimmBackbo
     import timm
 
     label = f"timm:{name}"
-    kwargs = {"num_classes": 0, "dynamic_img_size": True, **kwargs}
+    kwargs = {"num_classes": 0, **kwargs}
     if name.startswith("hf-hub:"):  # architecture and weights from a hub repository (or its cache, offline)
         try:
-            model = timm.create_model(name, pretrained=True, **kwargs)
+            model = _create(timm, name, pretrained=True, **kwargs)
         except (OSError, RuntimeError, ValueError) as err:
             raise offline_error(label, name, "timm_model", None if hub_offline() else err) from err
-        return TimmBackbone(model.eval(), name=label)
+        return _wrap(model.eval(), label)
     base = name.split(".", 1)[0]
     if not timm.is_model(base):
         raise unknown_name("timm model", base, timm.list_models(),
                            "`python -c 'import timm; print(timm.list_models())'` lists them.")
     if pretrained and is_local_path(pretrained):
         path = check_local_file(pretrained, label)
-        model = timm.create_model(name, pretrained=False, **kwargs)
+        model = _create(timm, name, pretrained=False, **kwargs)
         with reading_weights(path):
             timm.models.load_checkpoint(model, path, strict=True, weights_only=True)
     elif pretrained:
@@ -126,9 +129,28 @@ def build_timm(name: str, pretrained: str | None = None, **kwargs) -> TimmBackbo
         if hub_offline():
             raise offline_error(label, pretrained, "timm_model")
         try:
-            model = timm.create_model(hub_name, pretrained=True, **kwargs)
+            model = _create(timm, hub_name, pretrained=True, **kwargs)
         except (OSError, RuntimeError, ValueError) as err:
             raise offline_error(label, pretrained, "timm_model", err) from err
     else:
-        model = timm.create_model(name, pretrained=False, **kwargs)
-    return TimmBackbone(model.eval(), name=label)
+        model = _create(timm, name, pretrained=False, **kwargs)
+    return _wrap(model.eval(), label)
+
+
+def _create(timm, name: str, **kwargs) -> nn.Module:
+    """``timm.create_model`` asking for any input size (``dynamic_img_size``) where the model offers it;
+    models without the option (ConvNeXt, ResNet) take any size anyway."""
+    try:
+        return timm.create_model(name, dynamic_img_size=True, **kwargs)
+    except TypeError as err:
+        if "dynamic_img_size" not in str(err):
+            raise
+    return timm.create_model(name, **kwargs)
+
+
+def _wrap(model: nn.Module, label: str) -> Backbone:
+    """ViT-style models (one token sequence) as `TimmBackbone`, staged ones (ConvNeXt, Swin, ResNet) as
+    `TimmFeatureBackbone`."""
+    if is_hierarchical(model):
+        return TimmFeatureBackbone(model, name=label)
+    return TimmBackbone(model, name=label)

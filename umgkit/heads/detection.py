@@ -71,7 +71,8 @@ class RCNNHead(nn.Module):
                  roi_batch_size: int = 512, rpn_pre_nms_top_n: Sequence[int] = (2000, 1000),
                  rpn_post_nms_top_n: Sequence[int] = (2000, 1000), score_thresh: float = 0.05,
                  nms_thresh: float = 0.5, detections_per_img: int = 100, sampling_ratio: int = 2,
-                 size_divisible: int = 32, logit_scale: float = math.log(1 / 0.07), learn_scale: bool = True):
+                 size_divisible: int = 32, logit_scale: float = math.log(1 / 0.07), learn_scale: bool = True,
+                 make_neck: Callable[[int], nn.Module] | None = None):
         super().__init__()
         if classifier not in DETECTION_CLASSIFIERS:
             raise ConfigError(f"head option classifier='{classifier}'; choose one of "
@@ -84,7 +85,8 @@ class RCNNHead(nn.Module):
         self.templates = tuple(templates)
         self._text_encoder = text_encoder
         c = int(pyramid_channels)
-        self.neck = SimpleFeaturePyramid(width=width, patch_size=patch_size, out_channels=c)
+        self.neck = (make_neck(c) if make_neck is not None else
+                     SimpleFeaturePyramid(width=width, patch_size=patch_size, out_channels=c))
         self.levels = [*_ROI_LEVELS, "p6"][:len(anchor_sizes)]
         anchors = AnchorGenerator(sizes=tuple((int(s),) for s in anchor_sizes),
                                   aspect_ratios=(tuple(float(a) for a in aspect_ratios),) * len(anchor_sizes))
@@ -233,4 +235,5 @@ def build_vitdet_rcnn(backbone: nn.Module, num_classes: int | None = None,
                     class_names=class_names, classifier=classifier, masks=masks,
                     embed_dim=getattr(backbone, "embed_dim", None),
                     text_encoder=backbone.encode_text if open_vocab else None,
-                    embed_regions=backbone.embed_regions if open_vocab else None, **options)
+                    embed_regions=backbone.embed_regions if open_vocab else None,
+                    make_neck=getattr(backbone, "make_neck", None), **options)

@@ -47,13 +47,15 @@ class Mask2FormerHead(nn.Module):
                  templates: Sequence[str] = DEFAULT_TEMPLATES, logit_scale: float = math.log(1 / 0.07),
                  learn_scale: bool = True, hidden_dim: int = 256, num_queries: int = 100,
                  decoder_layers: int = 10, encoder_layers: int = 6, num_heads: int = 8,
-                 dim_feedforward: int = 2048, encoder_feedforward_dim: int = 1024) -> None:
+                 dim_feedforward: int = 2048, encoder_feedforward_dim: int = 1024,
+                 make_neck: Callable[[int], nn.Module] | None = None) -> None:
         super().__init__()
         if classifier not in CLASSIFIERS:
             raise ConfigError(f"head option classifier='{classifier}'; choose one of {CLASSIFIERS}.")
         self.classifier_kind = classifier
         self.num_queries = int(num_queries)
-        self.neck = SimpleFeaturePyramid(width=width, patch_size=patch_size, out_channels=hidden_dim)
+        self.neck = (make_neck(hidden_dim) if make_neck is not None else
+                     SimpleFeaturePyramid(width=width, patch_size=patch_size, out_channels=hidden_dim))
         config = mask2former_config(hidden_dim=hidden_dim, num_queries=num_queries,
                                     decoder_layers=decoder_layers, encoder_layers=encoder_layers,
                                     num_heads=num_heads, dim_feedforward=dim_feedforward,
@@ -143,4 +145,4 @@ def build_mask2former(backbone: nn.Module, num_classes: int | None = None,
     return Mask2FormerHead(width=backbone.width, patch_size=backbone.patch_size, num_classes=num_classes,
                            class_names=class_names, classifier=classifier,
                            embed_dim=getattr(backbone, "embed_dim", None), text_encoder=text_encoder,
-                           **options)
+                           make_neck=getattr(backbone, "make_neck", None), **options)

@@ -63,12 +63,14 @@ class SemanticHead(nn.Module):
                  class_names: Sequence[str] | None = None,
                  text_encoder: Callable[[list[str]], torch.Tensor] | None = None,
                  templates: Sequence[str] = DEFAULT_TEMPLATES,
-                 logit_scale: float = math.log(1 / 0.07), learn_scale: bool = True) -> None:
+                 logit_scale: float = math.log(1 / 0.07), learn_scale: bool = True,
+                 make_neck: Callable[[int], nn.Module] | None = None) -> None:
         super().__init__()
         if classifier not in CLASSIFIERS:
             raise ConfigError(f"head option classifier='{classifier}'; choose one of {CLASSIFIERS}.")
         self.classifier_kind = classifier
-        self.neck = SimpleFeaturePyramid(width=width, patch_size=patch_size, out_channels=pyramid_channels)
+        self.neck = (make_neck(pyramid_channels) if make_neck is not None else
+                     SimpleFeaturePyramid(width=width, patch_size=patch_size, out_channels=pyramid_channels))
         decoders = {"fpn": FPNDecoder, "uper": UperDecoder}
         if decoder not in decoders:
             raise ValueError(f"decoder='{decoder}'; choose one of {sorted(decoders)}.")
@@ -140,7 +142,8 @@ def _build(backbone: nn.Module, decoder: str, num_classes: int | None, class_nam
         text_encoder = backbone.encode_text
     return SemanticHead(width=backbone.width, patch_size=backbone.patch_size, decoder=decoder,
                         num_classes=num_classes, classifier=classifier, class_names=class_names,
-                        embed_dim=getattr(backbone, "embed_dim", None), text_encoder=text_encoder, **options)
+                        embed_dim=getattr(backbone, "embed_dim", None), text_encoder=text_encoder,
+                        make_neck=getattr(backbone, "make_neck", None), **options)
 
 
 SEMANTIC_OPTIONS = ("pyramid_channels", "channels", "dropout", "templates", "logit_scale", "learn_scale")

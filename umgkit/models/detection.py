@@ -32,7 +32,7 @@ class DetectionModel(TaskModel):
 
     def forward(self, images, targets: list[dict] | None = None, original_sizes=None):
         batch = self.head.batch(images)
-        return self.head(self.backbone.dense(batch.tensors), batch, targets, original_sizes)
+        return self.head(self.backbone.neck_input(batch.tensors), batch, targets, original_sizes)
 
     @property
     def with_masks(self) -> bool:

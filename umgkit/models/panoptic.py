@@ -31,7 +31,7 @@ class PanopticModel(TaskModel):
     inference_defaults = INFERENCE_OPTIONS
 
     def forward(self, images: torch.Tensor) -> dict:
-        return self.head(self.backbone.dense(images))
+        return self.head(self.backbone.neck_input(images))
 
     @torch.no_grad()
     def segment(self, image: torch.Tensor, size: tuple[int, int]) -> dict[str, Any]:

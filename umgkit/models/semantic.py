@@ -34,7 +34,7 @@ class SemanticModel(TaskModel):
         if getattr(self.head, "input_kind", "dense") == "pixels":  # zero-shot: text-aligned pixel embeddings
             feats = self.backbone.embed_pixels(images)
         else:
-            feats = self.backbone.dense(images)
+            feats = self.backbone.neck_input(images)
         logits = self.head(feats)  # (B, K, h, w)
         return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
