@@ -109,6 +109,12 @@ def umgkit_timm_eva() -> torch.nn.Module:
     return _create("timm:eva02_tiny_patch14_224", depth=2, img_size=IMAGE, patch_size=8)
 
 
+@_cached
+def umgkit_openclip_eva02() -> torch.nn.Module:
+    """open_clip EVA02-CLIP layout: a timm EVA02 trunk inside open_clip's CLIP, text tower beside it."""
+    return _create("openclip:umgkit-tiny-eva02")
+
+
 @functools.cache
 def _hf_folder(kind: str) -> str:
     root = Path(tempfile.mkdtemp(prefix="umgkit-hf-"))
@@ -134,6 +140,7 @@ UMGKIT_BACKBONES = [
     pytest.param(umgkit_openclip_tiny, _encode_image, id="umgkit-openclip"),
     pytest.param(umgkit_timm_tiny, _dense, id="umgkit-timm"),
     pytest.param(umgkit_timm_eva, _dense, id="umgkit-timm-eva"),
+    pytest.param(umgkit_openclip_eva02, _encode_image, id="umgkit-openclip-eva02"),
     pytest.param(umgkit_hf_clip, _encode_image, id="umgkit-hf-clip"),
     pytest.param(umgkit_hf_siglip, _encode_image, id="umgkit-hf-siglip"),
 ]

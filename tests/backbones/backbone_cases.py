@@ -19,13 +19,16 @@ TINY = {
     "umg": ("umg:tiny", {}),
     "umg_conv": ("umg:tiny_conv", {}),  # convolutional stem (BatchNorm inside the frozen trunk)
     "openclip": ("openclip:umgkit-tiny-openclip", {}),
+    "openclip_eva02": ("openclip:umgkit-tiny-eva02", {}),  # timm EVA02 trunk, projection in the trunk head
+    "openclip_vit_map": ("openclip:umgkit-tiny-vit-map", {}),  # timm ViT trunk with SigLIP's MAP pooling
     "timm": ("timm:vit_tiny_patch16_224", {"depth": 2}),
     "timm_eva": ("timm:eva02_tiny_patch14_224", {"depth": 2}),  # rotary position embeddings, patch 14
     "hf_clip": ("hf:clip", {}),  # transformers CLIPModel.save_pretrained
     "hf_siglip": ("hf:siglip", {}),  # transformers SiglipModel.save_pretrained (MAP head pooling)
 }
 ALL = [pytest.param(k, id=k) for k in TINY]
-JOINT = [pytest.param(k, id=k) for k in ("umg", "openclip", "hf_clip", "hf_siglip")]
+JOINT = [pytest.param(k, id=k) for k in ("umg", "openclip", "openclip_eva02", "openclip_vit_map", "hf_clip",
+                                         "hf_siglip")]
 
 
 @functools.cache

@@ -20,7 +20,8 @@ def test_declared_shapes(key):
     assert isinstance(bb, Backbone)
     expected = {"umg": (128, 128, 8, 4, True), "umg_conv": (128, 128, 8, 4, True),
                 "openclip": (64, 64, 8, 2, True), "timm": (None, 192, 16, 2, False),
-                "timm_eva": (None, 192, 14, 2, False),
+                "timm_eva": (None, 192, 14, 2, False), "openclip_eva02": (64, 192, 14, 12, True),
+                "openclip_vit_map": (192, 192, 16, 12, True),
                 "hf_clip": (16, 32, 8, 2, True), "hf_siglip": (32, 32, 8, 2, True)}[key]
     assert (bb.embed_dim, bb.width, bb.patch_size, bb.num_layers, bb.has_text) == expected
     assert len(bb.blocks) == bb.num_layers
@@ -63,12 +64,12 @@ def test_whole_image_region_is_mean_pooled_patches(key):
     """A box covering the image samples exactly the patch centres: the region embedding is
     final-norm + projection of the mean patch token."""
     bb, x = shared(key), images((64, 96))
-    reg = bb.embed_regions(x, [torch.tensor([[0.0, 0.0, 96.0, 64.0]])] * 2)
+    p = bb.patch_size  # the grid covers whole patches only (patch 14: 84 x 56 of the 96 x 64 pixels)
+    reg = bb.embed_regions(x, [torch.tensor([[0.0, 0.0, 96 // p * p * 1.0, 64 // p * p * 1.0]])] * 2)
     tokens = bb.forward_tokens(x)[:, bb.num_prefix_tokens:]
     expected = F.normalize(bb.project(tokens.mean(1)), dim=-1)
     torch.testing.assert_close(reg, expected, atol=1e-5, rtol=1e-5)
     # a box of exactly one patch samples its centre once: it equals that patch's pixel embedding
-    p = bb.patch_size
     one = bb.embed_regions(x, [torch.tensor([[p * 1.0, p * 2.0, p * 2.0, p * 3.0]])] * 2)  # row 2, col 1
     torch.testing.assert_close(one, bb.embed_pixels(x)[:, :, 2, 1], atol=1e-5, rtol=1e-5)
 
@@ -101,8 +102,11 @@ def test_native_size_matches_wrapped_model(key):
     bb = shared(key)
     x = images(bb.image_size)
     ours = bb.encode_image(x)
-    if key == "openclip":
+    if key.startswith("openclip"):
         torch.testing.assert_close(ours, bb.model.encode_image(x, normalize=True), atol=1e-5, rtol=1e-5)
+        texts = ["a photo of a red circle", "the blue square"]
+        ref = bb.model.encode_text(bb.tokenize(texts), normalize=True)
+        torch.testing.assert_close(bb.encode_text(texts), ref, atol=1e-5, rtol=1e-5)
     elif key.startswith("timm"):
         torch.testing.assert_close(ours, F.normalize(bb.model(x), dim=-1), atol=1e-5, rtol=1e-5)
         ref = bb.model.forward_features(x)[:, bb.num_prefix_tokens:]
@@ -149,3 +153,18 @@ def test_set_trainable_unfreezes():
 def test_layer_index_errors(key):
     with pytest.raises(IndexError, match="out of range"):
         shared(key).intermediate(images((64, 64)), [99])
+
+
+def test_map_pooled_towers_embed_a_token_as_their_head_pools_it():
+    """SigLIP-style attention pooling: a patch's joint embedding is what the pooling head returns for an
+    image of that one patch (the value path), for transformers' and open_clip's towers alike."""
+    x = images((64, 96))
+    bb = shared("openclip_vit_map")
+    tokens = bb.forward_tokens(x)
+    one = torch.cat([tokens[:, :1], tokens[:, 5:6]], dim=1)  # class token (not pooled) + one patch
+    expected = bb.model.visual.head(bb.trunk.forward_head(bb.final_norm(one)))
+    torch.testing.assert_close(bb.project(tokens[:, 5]), expected, atol=1e-5, rtol=1e-5)
+    hf = shared("hf_siglip")
+    tokens = hf.forward_tokens(x)
+    expected = hf.model.vision_model.head(hf.final_norm(tokens[:, 5:6]))
+    torch.testing.assert_close(hf.project(tokens[:, 5]), expected, atol=1e-5, rtol=1e-5)

@@ -70,6 +70,26 @@ def test_stages_and_pooled_feature_equal_timms_own(key):
         bb.embed_pixels(x)
 
 
+def test_open_clip_convnext_tower_has_the_joint_space():
+    """openclip:convnext_* (a timm ConvNeXt trunk + open_clip's projection): open_clip's own image and text
+    features, and per-location / per-region embeddings through the same norm and projection."""
+    torch.manual_seed(0)
+    bb = create_backbone("openclip:umgkit-tiny-convnext")
+    x = images()
+    assert bb.has_text and bb.embed_dim == 64
+    torch.testing.assert_close(bb.encode_image(x), bb.model.encode_image(x, normalize=True), atol=1e-5,
+                               rtol=1e-5)
+    texts = ["a red circle", "the blue square"]
+    expected = bb.model.encode_text(bb.tokenize(texts), normalize=True)
+    torch.testing.assert_close(bb.encode_text(texts), expected, atol=1e-5, rtol=1e-5)
+    pix = bb.embed_pixels(x)
+    assert pix.shape == (2, 64, 2, 3)
+    torch.testing.assert_close(pix.norm(dim=1), torch.ones(2, 2, 3), atol=1e-5, rtol=0)
+    # a box of exactly one stride-32 cell is that cell's pixel embedding
+    one = bb.embed_regions(x, [torch.tensor([[32.0, 0.0, 64.0, 32.0]])] * 2)
+    torch.testing.assert_close(one, pix[:, :, 0, 1], atol=1e-5, rtol=1e-5)
+
+
 # (backbone, method, options): what each family supports
 SUPPORTED = [("convnext", "lora", {"rank": 2}), ("convnext", "ssf", {}), ("convnext", "bitfit", {}),
              ("convnext", "adaptformer", {"bottleneck": 4}), ("convnext_conv_mlp", "lora", {"rank": 2}),

@@ -29,7 +29,7 @@ from torchvision.ops import roi_align
 
 from .pyramid import SimpleFeaturePyramid, parameter_free_pyramid
 
-__all__ = ["Backbone", "ShapeSpec", "NoTextTowerError", "NoJointSpaceError", "l2_normalize"]
+__all__ = ["Backbone", "ShapeSpec", "NoTextTowerError", "NoJointSpaceError", "l2_normalize", "roi_pool_mean"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,15 @@ class NoJointSpaceError(RuntimeError):
 
 def l2_normalize(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return F.normalize(x, dim=dim)
+
+
+def roi_pool_mean(fmap: torch.Tensor, boxes: Sequence[torch.Tensor], stride: int) -> torch.Tensor:
+    """``(sum K_i, C)``: RoIAlign with one output bin and about one sample per cell (see
+    `Backbone.embed_regions`). Boxes are divided by ``stride`` here rather than through ``spatial_scale``:
+    ``1/14`` is inexact in float and would move the samples of a patch-14 grid off the cell centres."""
+    boxes = [b.to(device=fmap.device, dtype=fmap.dtype).reshape(-1, 4) / stride for b in boxes]
+    return roi_align(fmap, boxes, output_size=1, spatial_scale=1.0, sampling_ratio=-1,
+                     aligned=True).flatten(1)
 
 
 class Backbone(nn.Module):
@@ -241,10 +250,8 @@ class Backbone(nn.Module):
                              "pass one (K_i, 4) XYXY tensor per image (K_i may be 0).")
         tokens, grid, _ = self._forward(images)
         fmap = self._to_grid(tokens, grid)  # (B, C, h, w), before the final norm
-        boxes = [b.to(device=fmap.device, dtype=fmap.dtype).reshape(-1, 4) for b in boxes]
-        pooled = roi_align(fmap, boxes, output_size=1, spatial_scale=1.0 / self.patch_size,
-                           sampling_ratio=-1, aligned=True)  # (K, C, 1, 1)
-        return l2_normalize(self.project(pooled.flatten(1)))
+        pooled = roi_pool_mean(fmap, boxes, self.patch_size)  # (K, C)
+        return l2_normalize(self.project(pooled))
 
     # ------------------------------------------------------------------------------------- pyramid
     def neck_input(self, images: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:

@@ -24,6 +24,7 @@ from ..registry import BACKBONES
 from ._pos_embed import resample_pos_embed
 from ._weights import check_local_file, hub_offline, is_local_path, offline_error
 from .base import Backbone
+from .openclip_towers import LazyTokenizer, _OpenCLIPText, wrap_timm_tower
 
 __all__ = ["OpenCLIPBackbone", "build_openclip", "UMGKIT_OPENCLIP_CONFIGS"]
 
@@ -32,7 +33,7 @@ _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class OpenCLIPBackbone(Backbone):
+class OpenCLIPBackbone(_OpenCLIPText, Backbone):
     """Wraps ``model`` (an open_clip ``CLIP``) without copying it; ``tokenizer`` maps texts to ids."""
 
     def __init__(self, model: nn.Module, tokenizer, *, name: str) -> None:
@@ -90,12 +91,6 @@ class OpenCLIPBackbone(Backbone):
             raise NotImplementedError(f"{self.name}: open_clip pool_type {v.pool_type!r} is not supported.")
         return self._project(pooled)
 
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
-        return self.tokenizer(texts)
-
-    def _encode_text(self, texts: list[str]) -> torch.Tensor:
-        device = self.model.visual.conv1.weight.device
-        return self.model.encode_text(self.tokenize(texts).to(device), normalize=False)
 
 
 def _ensure_umgkit_configs() -> None:
@@ -107,8 +102,9 @@ def _ensure_umgkit_configs() -> None:
         open_clip.add_model_config(UMGKIT_OPENCLIP_CONFIGS)
 
 
-@BACKBONES.register("openclip:", doc="open_clip CLIP ViT: openclip:<model>, pretrained=<local file or tag>")
-def build_openclip(name: str, pretrained: str | None = None, **kwargs) -> OpenCLIPBackbone:
+@BACKBONES.register("openclip:", doc="open_clip CLIP (ViT; timm trunks: EVA02, SigLIP, ConvNeXt): "
+                                     "openclip:<model>, pretrained=<local file or tag>")
+def build_openclip(name: str, pretrained: str | None = None, **kwargs) -> Backbone:
     """``open_clip.create_model(name, pretrained=...)`` wrapped as a backbone.
 
     ``pretrained``: None (random init), a local ``.safetensors`` / ``.bin`` / ``.pt`` file (``.bin`` /
@@ -125,7 +121,7 @@ def build_openclip(name: str, pretrained: str | None = None, **kwargs) -> OpenCL
         except (OSError, RuntimeError, ValueError) as err:
             cause = None if hub_offline() else err
             raise offline_error(label, name, "open_clip_model", cause) from err
-        return OpenCLIPBackbone(model, open_clip.get_tokenizer(name), name=label)
+        return _wrap(model, LazyTokenizer(lambda: open_clip.get_tokenizer(name), label), label)
     if name not in open_clip.list_models():
         raise unknown_name("open_clip model", name, open_clip.list_models(),
                            "`python -c 'import open_clip; print(open_clip.list_models())'` lists them.")
@@ -142,4 +138,11 @@ def build_openclip(name: str, pretrained: str | None = None, **kwargs) -> OpenCL
             raise offline_error(label, pretrained, "open_clip_model", err) from err
     else:
         model = open_clip.create_model(name, **kwargs)
-    return OpenCLIPBackbone(model, open_clip.get_tokenizer(name), name=label)
+    return _wrap(model, LazyTokenizer(lambda: open_clip.get_tokenizer(name), label), label)
+
+
+def _wrap(model: nn.Module, tokenizer, label: str) -> Backbone:
+    """open_clip's own ViT tower as `OpenCLIPBackbone`; a timm trunk through `wrap_timm_tower`."""
+    if hasattr(model.visual, "trunk"):
+        return wrap_timm_tower(model, tokenizer, label)
+    return OpenCLIPBackbone(model, tokenizer, name=label)

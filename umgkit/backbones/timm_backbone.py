@@ -28,25 +28,31 @@ __all__ = ["TimmBackbone", "build_timm"]
 
 
 class TimmBackbone(Backbone):
-    """Wraps a timm ``VisionTransformer`` (``model``) built with ``num_classes=0``."""
+    """Wraps a timm ``VisionTransformer`` (``model``) built with ``num_classes=0``.
 
-    def __init__(self, model: nn.Module, *, name: str) -> None:
+    ``trunk_path`` names the timm model inside ``model`` when ``model`` is more (open_clip's CLIP keeps it at
+    ``visual.trunk``); subclasses then add the joint space (``embed_dim``, ``has_text``).
+    """
+
+    def __init__(self, model: nn.Module, *, name: str, trunk_path: str = "", embed_dim: int | None = None,
+                 has_text: bool = False) -> None:
+        trunk = model.get_submodule(trunk_path)
         needed = ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head")
-        if not all(hasattr(model, a) for a in needed):
+        if not all(hasattr(trunk, a) for a in needed):
             raise NotImplementedError(f"{name}: only timm VisionTransformer-style models are supported "
-                                      f"(patch_embed, blocks, norm); got {type(model).__name__}.")
-        cfg = getattr(model, "pretrained_cfg", {}) or {}
+                                      f"(patch_embed, blocks, norm); got {type(trunk).__name__}.")
+        cfg = getattr(trunk, "pretrained_cfg", {}) or {}
         mean, std = cfg.get("mean", (0.5, 0.5, 0.5)), cfg.get("std", (0.5, 0.5, 0.5))
-        patch = model.patch_embed.patch_size
-        super().__init__(name=name, embed_dim=None, width=model.num_features, patch_size=patch[0],
-                         num_layers=len(model.blocks), has_text=False,
-                         image_size=tuple(model.patch_embed.img_size),
+        patch = trunk.patch_embed.patch_size
+        super().__init__(name=name, embed_dim=embed_dim, width=trunk.num_features, patch_size=patch[0],
+                         num_layers=len(trunk.blocks), has_text=has_text,
+                         image_size=tuple(trunk.patch_embed.img_size),
                          image_mean=mean, image_std=std)
         if patch[0] != patch[1]:
             raise NotImplementedError(f"{name}: non-square patches {patch} are not supported.")
-        self.model = model
-        self.num_prefix_tokens = int(model.num_prefix_tokens)
-        for module in model.modules():
+        self.model, self._trunk_path = model, trunk_path
+        self.num_prefix_tokens = int(trunk.num_prefix_tokens)
+        for module in trunk.modules():
             # EVA attention with separate q / v biases calls F.linear(x, self.qkv.weight, bias) and so never
             # runs the qkv module; in "separate bias" mode it calls self.qkv(x) and adds the bias (the same
             # numbers), so an adapter wrapping qkv (LoRA, lora_qv, SSF) takes part in the forward.
@@ -55,11 +61,16 @@ class TimmBackbone(Backbone):
         self._freeze()
 
     @property
-    def blocks(self) -> nn.Sequential:
-        return self.model.blocks
+    def trunk(self) -> nn.Module:
+        """The timm model."""
+        return self.model.get_submodule(self._trunk_path)
 
-    def _embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        m = self.model
+    @property
+    def blocks(self) -> nn.Sequential:
+        return self.trunk.blocks
+
+    def _embed(self, images: torch.Tensor) -> tuple:
+        m = self.trunk
         p = self.patch_size  # the grid is H // p x W // p: pixels past the last whole patch are not seen
         images = images[..., : images.shape[-2] // p * p, : images.shape[-1] // p * p]
         x = m.patch_embed(images)  # (B, h, w, C) with dynamic_img_size, else (B, h*w, C)
@@ -81,16 +92,20 @@ class TimmBackbone(Backbone):
         return block(x) if extra is None else block(x, rope=extra)
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.norm(x)
+        return self.trunk.norm(x)
 
     def _pool_image(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.final_norm(tokens), pre_logits=True)
+        return self.trunk.forward_head(self.final_norm(tokens), pre_logits=True)
 
     def embed_regions(self, images, boxes):
-        raise NotImplementedError(self._no_joint_message())
+        if self.embed_dim is None:
+            raise NotImplementedError(self._no_joint_message())
+        return super().embed_regions(images, boxes)
 
     def embed_pixels(self, images):
-        raise NotImplementedError(self._no_joint_message())
+        if self.embed_dim is None:
+            raise NotImplementedError(self._no_joint_message())
+        return super().embed_pixels(images)
 
 
 @BACKBONES.register("timm:", doc="timm image models, vision only (ViT/EVA/DINOv2/SigLIP tokens; "

@@ -57,38 +57,46 @@ class TimmFeatureBackbone(Backbone):
 
     num_prefix_tokens = 0
 
-    def __init__(self, model: nn.Module, *, name: str) -> None:
-        info = list(model.feature_info)
+    def __init__(self, model: nn.Module, *, name: str, trunk_path: str = "", embed_dim: int | None = None,
+                 has_text: bool = False) -> None:
+        trunk = model.get_submodule(trunk_path)
+        info = list(trunk.feature_info)
         self.stage_info = [(int(f["num_chs"]), int(f["reduction"]), str(f["module"])) for f in info]
         levels = [r for _, r, _ in self.stage_info if r in LEVELS]
         if sorted(levels) != [4, 8, 16, 32]:
             raise NotImplementedError(f"{name}: stages at strides {[r for _, r, _ in self.stage_info]}; "
                                       "dense heads need one stage at each of 4, 8, 16 and 32.")
-        cfg = getattr(model, "pretrained_cfg", {}) or {}
+        cfg = getattr(trunk, "pretrained_cfg", {}) or {}
         size = cfg.get("input_size", (3, 224, 224))[1:]
-        super().__init__(name=name, embed_dim=None, width=int(model.num_features),
-                         patch_size=self.stage_info[-1][1], num_layers=len(self.stage_info), has_text=False,
+        super().__init__(name=name, embed_dim=embed_dim, width=int(trunk.num_features),
+                         patch_size=self.stage_info[-1][1], num_layers=len(self.stage_info),
+                         has_text=has_text,
                          image_size=tuple(size), image_mean=cfg.get("mean", (0.485, 0.456, 0.406)),
                          image_std=cfg.get("std", (0.229, 0.224, 0.225)))
-        self.model = model
+        self.model, self._trunk_path = model, trunk_path
         self._freeze()
+
+    @property
+    def trunk(self) -> nn.Module:
+        """The timm model (``model`` itself, or inside it at ``trunk_path``)."""
+        return self.model.get_submodule(self._trunk_path)
 
     @property
     def blocks(self) -> nn.ModuleList:
         """The stages (``feature_info`` modules), in order."""
-        return nn.ModuleList(self.model.get_submodule(path) for _, _, path in self.stage_info)
+        return nn.ModuleList(self.trunk.get_submodule(path) for _, _, path in self.stage_info)
 
     def set_grad_checkpointing(self, enabled: bool = True) -> Backbone:
-        self.model.set_grad_checkpointing(enabled)
+        self.trunk.set_grad_checkpointing(enabled)
         return super().set_grad_checkpointing(enabled)
 
     # ------------------------------------------------------------------------------------ the contract
     def _stages(self, images: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
-        return self.model.forward_intermediates(images, indices=list(indices), intermediates_only=True,
+        return self.trunk.forward_intermediates(images, indices=list(indices), intermediates_only=True,
                                                 stop_early=True, output_fmt="NCHW")
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        m = self.model
+        m = self.trunk
         return l2_normalize(m.forward_head(m.forward_features(images), pre_logits=True))
 
     def dense(self, images: torch.Tensor) -> torch.Tensor:

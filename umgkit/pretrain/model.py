@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from torchvision.ops import roi_align
 
+from ..backbones.base import roi_pool_mean
 from ..backbones.umg import UMGBackbone
 from . import token_reduction as tr
 
@@ -119,10 +119,8 @@ class PretrainModel(nn.Module):
 
     def region_embeddings(self, fmap: torch.Tensor, boxes: Sequence[torch.Tensor]) -> torch.Tensor:
         """``(K, D)`` as `Backbone.embed_regions`, from a pre-norm grid ``(B, C, h, w)``."""
-        boxes = [b.to(device=fmap.device, dtype=fmap.dtype).reshape(-1, 4) for b in boxes]
-        pooled = roi_align(fmap, boxes, output_size=1, spatial_scale=1.0 / self.backbone.patch_size,
-                           sampling_ratio=-1, aligned=True)  # (K, C, 1, 1)
-        return F.normalize(self.backbone.project(pooled.flatten(1)), dim=-1)
+        pooled = roi_pool_mean(fmap, boxes, self.backbone.patch_size)  # (K, C)
+        return F.normalize(self.backbone.project(pooled), dim=-1)
 
     # ----------------------------------------------------------------------------------- text tower
     def text_ids(self, texts: list[str], device: torch.device) -> torch.Tensor:
