@@ -51,6 +51,10 @@ CASES = [
          ("model.backbone", "vit_tinyy_patch16_224", "did you mean", "vit_tiny_patch16_224")),
     Case("openclip_model", train("model.backbone=openclip:ViT-B-166"),
          ("model.backbone", "ViT-B-166", "did you mean", "ViT-B-16")),
+    Case("openclip_resnet_tower", train("model.backbone=openclip:RN50"),
+         ("model.backbone", "ModifiedResNet", "openclip:ViT-B-16")),
+    Case("hf_hub_offline", train("model.backbone=hf:umgkit-test/absent"),
+         ("model.backbone", "hf:umgkit-test/absent", "HF_HUB_OFFLINE")),
     Case("dataset_format", train("data.format=imagefoldr"), ("data.format", "'imagefoldr'", "did you mean",
                                                             "imagefolder")),
     # component options

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="write a trained model as a model folder, optionally merged",
                         description="write the model of a run / model / checkpoint folder into --out as a "
                                     "model folder; with --merge the adapter is folded into the backbone, "
-                                    "saved in its own library's format (open_clip, timm, umg)")
+                                    "saved in its own library's format (open_clip, timm, umg, transformers)")
     ex.add_argument("model", metavar="MODEL", help="run / model / checkpoint folder")
     ex.add_argument("--out", type=Path, required=True, help="output folder")
     ex.add_argument("--merge", action="store_true",

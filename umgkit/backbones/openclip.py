@@ -7,8 +7,9 @@ open_clip >= 2.24 builds its transformers with ``batch_first=True``; the other l
 
 The image tower is run piece by piece (``conv1``, ``class_embedding``, ``positional_embedding`` resampled,
 ``patch_dropout``, ``ln_pre``, resblocks, ``ln_post``, ``proj``) so any input size and intermediate
-layers work; at the native size ``encode_image`` equals ``model.encode_image`` exactly. Models with an
-attentional pooler or a timm / ResNet trunk are refused.
+layers work; at the native size ``encode_image`` equals ``model.encode_image`` exactly. Towers with a timm
+trunk (EVA02, SigLIP, ConvNeXt) are wrapped by `umgkit.backbones.openclip_towers`; ModifiedResNet (RN50)
+and CoCa's attentional pooler are refused with a clear error.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from .._tensors import reading_weights
-from ..errors import unknown_name
+from ..errors import ConfigError, unknown_name
 from ..registry import BACKBONES
 from ._pos_embed import resample_pos_embed
 from ._weights import check_local_file, hub_offline, is_local_path, offline_error
@@ -39,10 +40,12 @@ class OpenCLIPBackbone(_OpenCLIPText, Backbone):
     def __init__(self, model: nn.Module, tokenizer, *, name: str) -> None:
         v = getattr(model, "visual", None)
         if not all(hasattr(v, a) for a in ("conv1", "class_embedding", "positional_embedding", "ln_post")):
-            raise NotImplementedError(f"{name}: only open_clip ViT image towers are supported (got "
-                                      f"{type(v).__name__}); use a ViT model such as ViT-B-16.")
+            raise ConfigError(f"{name}: open_clip {type(v).__name__} image towers (the RN50-style ResNets) "
+                              "are not supported; use a ViT (openclip:ViT-B-16), EVA02 "
+                              "(openclip:EVA02-B-16), SigLIP or ConvNeXt (openclip:convnext_base) model.")
         if getattr(v, "attn_pool", None) is not None:
-            raise NotImplementedError(f"{name}: image towers with an attentional pooler are not supported.")
+            raise ConfigError(f"{name}: open_clip ViT towers with an attentional pooler (CoCa) are not "
+                              "supported; use a ViT, EVA02, SigLIP or ConvNeXt model.")
         pre = getattr(v, "preprocess_cfg", {}) or {}
         super().__init__(name=name, embed_dim=int(v.output_dim), width=v.conv1.out_channels,
                          patch_size=v.conv1.kernel_size[0], num_layers=len(v.transformer.resblocks),

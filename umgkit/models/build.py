@@ -28,7 +28,7 @@ __all__ = ["build_backbone", "build_model"]
 
 def build_backbone(model: ModelConfig) -> tuple[Backbone, Adapter]:
     """The frozen backbone named by ``model.backbone`` with ``model.adapter`` applied in place."""
-    with at_key("model.pretrained", WeightsError):
+    with at_key("model.pretrained" if model.pretrained else "model.backbone", WeightsError):
         backbone = BACKBONES.create(model.backbone, pretrained=model.pretrained)
     adapter = ADAPTERS.create(model.adapter, model.adapter_options)
     with at_key("model.adapter"):

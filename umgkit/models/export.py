@@ -67,19 +67,23 @@ def export_model(source: str | os.PathLike, out: str | os.PathLike, *, merge: bo
 def save_backbone_weights(backbone: nn.Module, name: str, out: Path) -> tuple[str, str | None]:
     """Save a (merged) backbone in its library's format under ``out``; returns the ``(model.backbone,
     model.pretrained)`` config values that load it back."""
+    from ..backbones.hf_clip import HFCLIPBackbone
     from ..backbones.openclip import OpenCLIPBackbone
     from ..backbones.timm_backbone import TimmBackbone
+    from ..backbones.timm_features import TimmFeatureBackbone
     from ..backbones.umg import UMGBackbone, save_umg_checkpoint
 
     if isinstance(backbone, UMGBackbone):
         folder = save_umg_checkpoint(backbone, out / "backbone")
         return f"umg:{folder.resolve()}", None
-    if isinstance(backbone, OpenCLIPBackbone):
-        path = out / "open_clip_model.safetensors"
-        _save_state(backbone.model, path)
-        return name, str(path.resolve())
-    if isinstance(backbone, TimmBackbone):
-        path = out / "model.safetensors"
+    if isinstance(backbone, HFCLIPBackbone):  # transformers' own folder, tokenizer beside the weights
+        folder = out / "hf_model"
+        backbone.model.save_pretrained(folder)
+        backbone.tokenizer.save_pretrained(folder)
+        return f"hf:{folder.resolve()}", None
+    if isinstance(backbone, (OpenCLIPBackbone, TimmBackbone, TimmFeatureBackbone)):
+        # the library model's own state dict (for open_clip towers with a timm trunk: the whole CLIP)
+        path = out / ("open_clip_model.safetensors" if name.startswith("openclip:") else "model.safetensors")
         _save_state(backbone.model, path)
         return name, str(path.resolve())
     raise ModelError(f"cannot save a merged {type(backbone).__name__} ({name}) in its library's format; "
