@@ -90,6 +90,32 @@ def test_open_clip_convnext_tower_has_the_joint_space():
     torch.testing.assert_close(one, pix[:, :, 0, 1], atol=1e-5, rtol=1e-5)
 
 
+def test_open_clip_resnet_tower_pools_like_open_clip_at_any_size():
+    """openclip:RN50-style towers: attention pooling with a resampled positional embedding (open_clip's own
+    image feature at the native size), stages for the dense heads, the value path per location."""
+    torch.manual_seed(0)
+    bb = create_backbone("openclip:umgkit-tiny-rn")
+    native = images((64, 64))
+    torch.testing.assert_close(bb.encode_image(native), bb.model.encode_image(native, normalize=True),
+                               atol=1e-5, rtol=1e-5)
+    x = images()
+    assert bb.encode_image(x).shape == (2, 64)
+    assert {k: tuple(v.shape) for k, v in bb.pyramid(x).items()} == {
+        "p2": (2, 64, 16, 24), "p3": (2, 128, 8, 12), "p4": (2, 256, 4, 6), "p5": (2, 512, 2, 3)}
+    pool = bb.model.visual.attnpool
+    fmap = bb.dense(x)
+    pos = bb._positions((2, 3))[1:]  # the patch rows of the resampled positional embedding
+    cell = pool.c_proj(pool.v_proj(fmap[:, :, 1, 2] + pos[5]))  # row 1, column 2
+    torch.testing.assert_close(bb.embed_pixels(x)[:, :, 1, 2], F.normalize(cell, dim=-1), atol=1e-5,
+                               rtol=1e-5)
+    box = torch.tensor([[64.0, 32.0, 96.0, 64.0]])
+    torch.testing.assert_close(bb.embed_regions(x, [box] * 2), F.normalize(cell, dim=-1), atol=1e-5,
+                               rtol=1e-5)
+    adapter = apply_adapter(bb, "bitfit", scope="model")
+    assert {n for n, p in bb.named_parameters() if p.requires_grad} == {
+        n for n, _ in bb.named_parameters() if adapter.owns(n)}
+
+
 # (backbone, method, options): what each family supports
 SUPPORTED = [("convnext", "lora", {"rank": 2}), ("convnext", "ssf", {}), ("convnext", "bitfit", {}),
              ("convnext", "adaptformer", {"bottleneck": 4}), ("convnext_conv_mlp", "lora", {"rank": 2}),

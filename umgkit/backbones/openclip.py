@@ -8,8 +8,8 @@ open_clip >= 2.24 builds its transformers with ``batch_first=True``; the other l
 The image tower is run piece by piece (``conv1``, ``class_embedding``, ``positional_embedding`` resampled,
 ``patch_dropout``, ``ln_pre``, resblocks, ``ln_post``, ``proj``) so any input size and intermediate
 layers work; at the native size ``encode_image`` equals ``model.encode_image`` exactly. Towers with a timm
-trunk (EVA02, SigLIP, ConvNeXt) are wrapped by `umgkit.backbones.openclip_towers`; ModifiedResNet (RN50)
-and CoCa's attentional pooler are refused with a clear error.
+trunk (EVA02, SigLIP, ConvNeXt) and ModifiedResNets (RN50) are wrapped by
+`umgkit.backbones.openclip_towers`; CoCa's attentional pooler is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ..registry import BACKBONES
 from ._pos_embed import resample_pos_embed
 from ._weights import check_local_file, hub_offline, is_local_path, offline_error
 from .base import Backbone
-from .openclip_towers import LazyTokenizer, _OpenCLIPText, wrap_timm_tower
+from .openclip_towers import LazyTokenizer, OpenCLIPResNet, _OpenCLIPText, wrap_timm_tower
 
 __all__ = ["OpenCLIPBackbone", "build_openclip", "UMGKIT_OPENCLIP_CONFIGS"]
 
@@ -40,9 +40,9 @@ class OpenCLIPBackbone(_OpenCLIPText, Backbone):
     def __init__(self, model: nn.Module, tokenizer, *, name: str) -> None:
         v = getattr(model, "visual", None)
         if not all(hasattr(v, a) for a in ("conv1", "class_embedding", "positional_embedding", "ln_post")):
-            raise ConfigError(f"{name}: open_clip {type(v).__name__} image towers (the RN50-style ResNets) "
-                              "are not supported; use a ViT (openclip:ViT-B-16), EVA02 "
-                              "(openclip:EVA02-B-16), SigLIP or ConvNeXt (openclip:convnext_base) model.")
+            raise ConfigError(f"{name}: open_clip {type(v).__name__} image towers are not supported; use a "
+                              "ViT (openclip:ViT-B-16), EVA02 (openclip:EVA02-B-16), SigLIP, ConvNeXt "
+                              "(openclip:convnext_base) or ResNet (openclip:RN50) model.")
         if getattr(v, "attn_pool", None) is not None:
             raise ConfigError(f"{name}: open_clip ViT towers with an attentional pooler (CoCa) are not "
                               "supported; use a ViT, EVA02, SigLIP or ConvNeXt model.")
@@ -105,7 +105,7 @@ def _ensure_umgkit_configs() -> None:
         open_clip.add_model_config(UMGKIT_OPENCLIP_CONFIGS)
 
 
-@BACKBONES.register("openclip:", doc="open_clip CLIP (ViT; timm trunks: EVA02, SigLIP, ConvNeXt): "
+@BACKBONES.register("openclip:", doc="open_clip CLIP (ViT, RN50; timm trunks: EVA02, SigLIP, ConvNeXt): "
                                      "openclip:<model>, pretrained=<local file or tag>")
 def build_openclip(name: str, pretrained: str | None = None, **kwargs) -> Backbone:
     """``open_clip.create_model(name, pretrained=...)`` wrapped as a backbone.
@@ -148,4 +148,6 @@ def _wrap(model: nn.Module, tokenizer, label: str) -> Backbone:
     """open_clip's own ViT tower as `OpenCLIPBackbone`; a timm trunk through `wrap_timm_tower`."""
     if hasattr(model.visual, "trunk"):
         return wrap_timm_tower(model, tokenizer, label)
+    if hasattr(model.visual, "attnpool") and hasattr(model.visual, "layer4"):
+        return OpenCLIPResNet(model, tokenizer, name=label)
     return OpenCLIPBackbone(model, tokenizer, name=label)

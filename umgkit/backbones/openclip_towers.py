@@ -1,5 +1,6 @@
 """open_clip towers that are not open_clip's own ViT: a timm trunk (EVA02-CLIP, SigLIP, ConvNeXt-CLIP) with
-open_clip's projection head, and the text tower beside it.
+open_clip's projection head, or a ModifiedResNet (RN50-style CLIP, see `OpenCLIPResNet`), and the text
+tower beside it.
 
 - ViT-like trunks (EVA02, SigLIP's ViT) run token by token like `TimmBackbone`. The pooled image feature is
   open_clip's own (``visual.head(trunk.forward_head(...))``). Patch and region embeddings go through the
@@ -23,11 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsError
-from .base import l2_normalize, roi_pool_mean
+from ._pos_embed import resample_pos_embed
+from .base import Backbone, l2_normalize, roi_pool_mean
 from .timm_backbone import TimmBackbone
 from .timm_features import TimmFeatureBackbone, is_hierarchical
 
-__all__ = ["OpenCLIPTimmViT", "OpenCLIPTimmStages", "LazyTokenizer", "wrap_timm_tower"]
+__all__ = ["OpenCLIPTimmViT", "OpenCLIPTimmStages", "OpenCLIPResNet", "LazyTokenizer", "wrap_timm_tower"]
+
+_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 _TRUNK = "visual.trunk"
 
@@ -152,3 +157,75 @@ def wrap_timm_tower(model: nn.Module, tokenizer, name: str) -> nn.Module:
         return OpenCLIPTimmStages(model, tokenizer, name=name)
     _dynamic_trunk(model)
     return OpenCLIPTimmViT(model, tokenizer, name=name)
+
+
+class OpenCLIPResNet(_OpenCLIPText, TimmFeatureBackbone):
+    """open_clip's ModifiedResNet (RN50-style CLIP): stem, four stages (strides 4-32), attention pooling.
+
+    The pooling's positional embedding is resampled to the input's grid, so any size works (at the native
+    size the image feature equals ``model.encode_image``). Patch and region embeddings use the pooling's
+    value path at each location, ``c_proj(v_proj(x + pos))`` (MaskCLIP), which is affine in ``x``: a
+    region's embedding is the mean of its locations' (RoIAlign over the projected map).
+    """
+
+    def __init__(self, model: nn.Module, tokenizer, *, name: str) -> None:
+        v = model.visual
+        chans = [_out_channels(getattr(v, f"layer{i}")) for i in range(1, 5)]
+        self.stage_info = [(c, 2 ** (i + 2), f"layer{i + 1}") for i, c in enumerate(chans)]
+        pool = v.attnpool
+        size = int(v.image_size if isinstance(v.image_size, int) else v.image_size[0])
+        pre = getattr(v, "preprocess_cfg", {}) or {}
+        Backbone.__init__(self, name=name, embed_dim=int(pool.c_proj.out_features), width=chans[-1],
+                          patch_size=32, num_layers=4, has_text=True, image_size=(size, size),
+                          image_mean=pre.get("mean", _CLIP_MEAN), image_std=pre.get("std", _CLIP_STD))
+        self.model, self._trunk_path = model, "visual"
+        self.tokenizer = tokenizer
+        self._native_grid = (size // 32, size // 32)
+        self._freeze()
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> Backbone:
+        return Backbone.set_grad_checkpointing(self, enabled)
+
+    def _stages(self, images: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
+        v = self.model.visual
+        x, outs = v.stem(images.to(v.conv1.weight.dtype)), {}
+        for i in range(max(indices) + 1):
+            x = getattr(v, f"layer{i + 1}")(x)
+            outs[i] = x
+        return [outs[i] for i in indices]
+
+    def _positions(self, grid: tuple[int, int]) -> torch.Tensor:
+        return resample_pos_embed(self.model.visual.attnpool.positional_embedding, self._native_grid, grid, 1)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        fmap = self.dense(images)
+        pool = self.model.visual.attnpool
+        x = fmap.flatten(2).permute(2, 0, 1)  # (h*w, B, C)
+        x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)
+        x = x + self._positions(tuple(fmap.shape[-2:]))[:, None, :].to(x.dtype)
+        out, _ = F.multi_head_attention_forward(
+            query=x[:1], key=x, value=x, embed_dim_to_check=x.shape[-1], num_heads=pool.num_heads,
+            q_proj_weight=pool.q_proj.weight, k_proj_weight=pool.k_proj.weight,
+            v_proj_weight=pool.v_proj.weight, in_proj_weight=None,
+            in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
+            bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0, out_proj_weight=pool.c_proj.weight,
+            out_proj_bias=pool.c_proj.bias, use_separate_proj_weight=True, training=False, need_weights=False)
+        return l2_normalize(out[0])
+
+    def _project_map(self, fmap: torch.Tensor) -> torch.Tensor:
+        """``(B, C, h, w)`` -> ``(B, D, h, w)``: the pooling's value path at each location."""
+        pool = self.model.visual.attnpool
+        x = fmap.flatten(2).transpose(1, 2) + self._positions(tuple(fmap.shape[-2:]))[1:].to(fmap.dtype)
+        z = pool.c_proj(pool.v_proj(x))  # (B, h*w, D)
+        return z.transpose(1, 2).reshape(fmap.shape[0], -1, *fmap.shape[-2:])
+
+    def embed_pixels(self, images: torch.Tensor) -> torch.Tensor:
+        return l2_normalize(self._project_map(self.dense(images)), dim=1)
+
+    def embed_regions(self, images: torch.Tensor, boxes: Sequence[torch.Tensor]) -> torch.Tensor:
+        return l2_normalize(roi_pool_mean(self._project_map(self.dense(images)), boxes, self.patch_size))
+
+
+def _out_channels(stage: nn.Module) -> int:
+    """Channels a ResNet stage outputs: its last BatchNorm's."""
+    return [m for m in stage.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
