@@ -168,3 +168,41 @@ def test_map_pooled_towers_embed_a_token_as_their_head_pools_it():
     tokens = hf.forward_tokens(x)
     expected = hf.model.vision_model.head(hf.final_norm(tokens[:, 5:6]))
     torch.testing.assert_close(hf.project(tokens[:, 5]), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("key", JOINT)
+def test_value_dense_path_runs_the_last_block_with_self_only_attention(key):
+    """model.dense=value: the last block sees each token attend only to itself (MaskCLIP's value path);
+    the pooled image feature does not change, a one-patch region still equals its pixel embedding."""
+    from backbone_cases import build
+
+    bb, x = build(key), images((64, 96))
+    projected = bb.embed_pixels(x)
+    image = bb.encode_image(x)
+    bb.set_dense_path("value")
+    pix = bb.embed_pixels(x)
+    assert pix.shape == projected.shape and not torch.allclose(pix, projected, atol=1e-3)
+    torch.testing.assert_close(bb.encode_image(x), image, atol=0, rtol=0)
+    p = bb.patch_size
+    one = bb.embed_regions(x, [torch.tensor([[p * 1.0, p * 2.0, p * 2.0, p * 3.0]])] * 2)
+    torch.testing.assert_close(one, pix[:, :, 2, 1], atol=1e-5, rtol=1e-5)
+    if key == "umg":  # written out for umg's own block: x + proj(v(norm1(x))), then the MLP
+        tokens, _ = bb._embed(x)
+        for block in bb.blocks[:-1]:
+            tokens = block(tokens)
+        last, c = bb.blocks[-1], bb.width
+        value = F.linear(last.norm1(tokens), last.attn.qkv.weight[2 * c:], last.attn.qkv.bias[2 * c:])
+        y = tokens + last.attn.proj(value)
+        y = y + last.mlp(last.norm2(y))
+        expected = F.normalize(bb.project(y[:, 1:]), dim=-1)
+        torch.testing.assert_close(pix.flatten(2).transpose(1, 2), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_value_dense_path_is_checked():
+    from umgkit.backbones import create_backbone
+    from umgkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.dense: dense path 'sideways': choose one of project, value"):
+        shared("umg").set_dense_path("sideways")
+    with pytest.raises(ConfigError, match="model.dense: .*hierarchical model has stages"):
+        create_backbone("timm:convnext_atto").set_dense_path("value")

@@ -27,9 +27,13 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torchvision.ops import roi_align
 
+from ..errors import ConfigError
 from .pyramid import SimpleFeaturePyramid, parameter_free_pyramid
 
-__all__ = ["Backbone", "ShapeSpec", "NoTextTowerError", "NoJointSpaceError", "l2_normalize", "roi_pool_mean"]
+DENSE_PATHS = ("project", "value")
+
+__all__ = ["Backbone", "DENSE_PATHS", "ShapeSpec", "NoTextTowerError", "NoJointSpaceError", "l2_normalize",
+           "roi_pool_mean"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class Backbone(nn.Module):
     """
 
     num_prefix_tokens: int = 1
+    dense_path: str = "project"  # how embed_pixels / embed_regions read the last block; see set_dense_path
 
     def __init__(self, *, name: str, embed_dim: int | None, width: int, patch_size: int, num_layers: int,
                  has_text: bool, image_size: tuple[int, int], image_mean: Sequence[float],
@@ -136,6 +141,20 @@ class Backbone(nn.Module):
             for module in self.modules():
                 if id(module) in self._trunk_ids:
                     module.training = False
+        return self
+
+    def set_dense_path(self, path: str) -> Backbone:
+        """How `embed_pixels` and `embed_regions` read a token ViT (``model.dense`` in a run config).
+
+        ``"project"`` (default): last-block tokens through the final norm and projection. ``"value"``: the
+        last block runs with each token attending only to itself, so its attention output is the token's
+        value path (MaskCLIP): what off-the-shelf CLIP weights localise best with. The pooled image
+        feature is unchanged either way.
+        """
+        if path not in DENSE_PATHS:
+            raise ConfigError(f"dense path {path!r}: choose one of {', '.join(DENSE_PATHS)}.",
+                              key="model.dense")
+        self.dense_path = path
         return self
 
     def set_grad_checkpointing(self, enabled: bool = True) -> Backbone:
@@ -220,6 +239,25 @@ class Backbone(nn.Module):
         for pretraining losses on patch or pooled tokens."""
         return self._project(self.final_norm(tokens))
 
+    def _dense_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Last-block tokens for the dense embeddings, as `set_dense_path` chose, and the grid."""
+        if self.dense_path == "project":
+            tokens, grid, _ = self._forward(images)
+            return tokens, grid
+        x, grid, *rest = self._embed(images)
+        extra = rest[0] if rest else None
+        blocks = list(self.blocks)
+        for block in blocks[:-1]:
+            x = self._run_block(block, x, extra)
+        n = x.shape[1]
+        self_only = torch.full((n, n), float("-inf"), device=x.device, dtype=x.dtype).fill_diagonal_(0.0)
+        return self._run_block_masked(blocks[-1], x, extra, self_only), grid
+
+    def _run_block_masked(self, block: nn.Module, x: torch.Tensor, extra: object,
+                          mask: torch.Tensor) -> torch.Tensor:
+        """``block`` with an additive ``(L, L)`` attention mask (the value dense path)."""
+        return block(x, attn_mask=mask)
+
     def embed_pixels(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, D, h, w)`` text-aligned patch embeddings, L2-normalised along D.
 
@@ -230,7 +268,7 @@ class Backbone(nn.Module):
         For off-the-shelf CLIP weights the value-value ("no query-key", MaskCLIP-style) last layer
         localises better; it is not implemented here.
         """
-        tokens, grid, _ = self._forward(images)
+        tokens, grid = self._dense_tokens(images)
         pix = self.project(tokens[:, self.num_prefix_tokens:])  # (B, h*w, D)
         pix = l2_normalize(pix)
         return pix.transpose(1, 2).reshape(pix.shape[0], pix.shape[2], grid[0], grid[1])
@@ -248,7 +286,7 @@ class Backbone(nn.Module):
         if len(boxes) != images.shape[0]:
             raise ValueError(f"embed_regions: got {len(boxes)} box tensors for {images.shape[0]} images; "
                              "pass one (K_i, 4) XYXY tensor per image (K_i may be 0).")
-        tokens, grid, _ = self._forward(images)
+        tokens, grid = self._dense_tokens(images)
         fmap = self._to_grid(tokens, grid)  # (B, C, h, w), before the final norm
         pooled = roi_pool_mean(fmap, boxes, self.patch_size)  # (K, C)
         return l2_normalize(self.project(pooled))

@@ -95,6 +95,11 @@ class HFCLIPBackbone(Backbone):
         out = block(x, attention_mask=None)
         return out[0] if isinstance(out, tuple) else out
 
+    def _run_block_masked(self, block: nn.Module, x: torch.Tensor, extra: object,
+                          mask: torch.Tensor) -> torch.Tensor:
+        out = block(x, attention_mask=mask[None, None])  # transformers: additive (B, 1, L, L)
+        return out[0] if isinstance(out, tuple) else out
+
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.vision_model.post_layernorm(x)
 

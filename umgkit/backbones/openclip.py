@@ -74,6 +74,12 @@ class OpenCLIPBackbone(_OpenCLIPText, Backbone):
             return block(x)
         return block(x.transpose(0, 1)).transpose(0, 1)  # the block wants (L, B, C)
 
+    def _run_block_masked(self, block: nn.Module, x: torch.Tensor, extra: object,
+                          mask: torch.Tensor) -> torch.Tensor:
+        if self.model.visual.transformer.batch_first:
+            return block(x, attn_mask=mask)
+        return block(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
+
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.visual.ln_post(x)
 

@@ -91,6 +91,10 @@ class TimmBackbone(Backbone):
     def _run_block(self, block: nn.Module, x: torch.Tensor, extra: object = None) -> torch.Tensor:
         return block(x) if extra is None else block(x, rope=extra)
 
+    def _run_block_masked(self, block: nn.Module, x: torch.Tensor, extra: object,
+                          mask: torch.Tensor) -> torch.Tensor:
+        return block(x, attn_mask=mask) if extra is None else block(x, rope=extra, attn_mask=mask)
+
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk.norm(x)
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .base import Backbone, ShapeSpec, l2_normalize
 from .pyramid import LayerNorm2d
 
@@ -132,6 +133,13 @@ class TimmFeatureBackbone(Backbone):
             raise ValueError(f"pyramid: channels={channels} needs learned layers; build "
                              f"backbone.make_neck({channels}) in your head and pass it as neck=.")
         return feats
+
+    def set_dense_path(self, path: str) -> Backbone:
+        if path != "project":
+            raise ConfigError(f"{self.name}: the '{path}' dense path reads the last block of a token ViT; "
+                              "a hierarchical model has stages. Leave model.dense at 'project'.",
+                              key="model.dense")
+        return self
 
     # ------------------------------------------------------------------- what a token model has only
     def _no_tokens(self) -> NotImplementedError:

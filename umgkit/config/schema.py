@@ -23,6 +23,7 @@ def ranged(default: Any, **bounds: float) -> Any:
 class ModelConfig:
     backbone: str = "umg:tiny"  # registry string: umg:<cfg|ckpt>, openclip:<name>, timm:<name>
     pretrained: str | None = None  # local weights file (or hub tag) for the backbone
+    dense: Literal["project", "value"] = "project"  # ViT patch/region embeddings: projection or value path
     adapter: str = "frozen"  # PET method name from `umgkit list adapters`
     adapter_options: dict[str, Any] = field(default_factory=dict)  # method options, e.g. {rank: 8}
     head: str = ""  # head name from `umgkit list heads`; empty = the task's default head

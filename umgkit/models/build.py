@@ -30,6 +30,8 @@ def build_backbone(model: ModelConfig) -> tuple[Backbone, Adapter]:
     """The frozen backbone named by ``model.backbone`` with ``model.adapter`` applied in place."""
     with at_key("model.pretrained" if model.pretrained else "model.backbone", WeightsError):
         backbone = BACKBONES.create(model.backbone, pretrained=model.pretrained)
+    if model.dense != "project":
+        backbone.set_dense_path(model.dense)
     adapter = ADAPTERS.create(model.adapter, model.adapter_options)
     with at_key("model.adapter"):
         adapter.apply(backbone)
