@@ -115,6 +115,12 @@ def umgkit_openclip_eva02() -> torch.nn.Module:
     return _create("openclip:umgkit-tiny-eva02")
 
 
+@_cached
+def umgkit_openclip_vit_map() -> torch.nn.Module:
+    """open_clip SigLIP layout: a timm ViT trunk pooled by attention (MAP), no projection head."""
+    return _create("openclip:umgkit-tiny-vit-map")
+
+
 @functools.cache
 def _hf_folder(kind: str) -> str:
     root = Path(tempfile.mkdtemp(prefix="umgkit-hf-"))
@@ -141,6 +147,7 @@ UMGKIT_BACKBONES = [
     pytest.param(umgkit_timm_tiny, _dense, id="umgkit-timm"),
     pytest.param(umgkit_timm_eva, _dense, id="umgkit-timm-eva"),
     pytest.param(umgkit_openclip_eva02, _encode_image, id="umgkit-openclip-eva02"),
+    pytest.param(umgkit_openclip_vit_map, _encode_image, id="umgkit-openclip-vit-map"),
     pytest.param(umgkit_hf_clip, _encode_image, id="umgkit-hf-clip"),
     pytest.param(umgkit_hf_siglip, _encode_image, id="umgkit-hf-siglip"),
 ]
