@@ -178,3 +178,46 @@ def test_hf_folder_without_tokenizer_names_the_fix(tmp_path):
     assert bb.encode_image(torch.zeros(1, 3, 32, 32)).shape == (1, 16)  # vision needs no tokenizer
     with pytest.raises(WeightsError, match=r"no tokenizer files are there\. Save one .*save_pretrained"):
         bb.encode_text(["a red circle"])
+
+
+def _siglip_config(tokenizer: str) -> dict:
+    """A tiny SigLIP-layout open_clip config (MAP-pooled timm ViT, last-token text pool) whose text side
+    uses a Hugging Face tokenizer, as ViT-B-16-SigLIP does."""
+    return {"embed_dim": 192, "init_logit_bias": -10, "custom_text": True,
+            "vision_cfg": {"image_size": 224, "timm_model_name": "vit_tiny_patch16_224",
+                           "timm_model_pretrained": False, "timm_pool": "map", "timm_proj": "none"},
+            "text_cfg": {"context_length": 16, "vocab_size": 20, "hf_tokenizer_name": tokenizer,
+                         "width": 64, "heads": 2, "layers": 2, "no_causal_mask": True, "proj_bias": True,
+                         "pool_type": "last"}}
+
+
+def test_siglip_tokenizer_from_a_local_file_and_offline_from_the_hub(tmp_path, monkeypatch):
+    """SigLIP's open_clip tokenizer comes from the Hugging Face hub. A tokenizer folder written here
+    (tokenizers' own format) stands in for it; a hub name that is not cached fails as one clear error,
+    on the first text encoding (image features need no tokenizer)."""
+    import open_clip
+
+    from umgkit.backbones.hf_tiny import save_tiny_hf
+
+    tokenizer_dir = save_tiny_hf(tmp_path / "tok", "siglip")  # its tokenizer.json / tokenizer_config.json
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "umgkit-test-siglip-local.json").write_text(json.dumps(_siglip_config(str(tokenizer_dir))))
+    (configs / "umgkit-test-siglip-hub.json").write_text(json.dumps(_siglip_config("umgkit-test/absent")))
+    open_clip.add_model_config(configs)
+
+    bb = create_backbone("openclip:umgkit-test-siglip-local")
+    texts = ["a red circle", "the blue square"]
+    expected = bb.model.encode_text(bb.tokenize(texts), normalize=True)
+    torch.testing.assert_close(bb.encode_text(texts), expected, atol=1e-5, rtol=0)
+    assert bb.tokenize(texts).shape == (2, 16)
+
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read once at import; the libraries consult it
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    offline = create_backbone("openclip:umgkit-test-siglip-hub")
+    assert offline.encode_image(torch.zeros(1, 3, 32, 32)).shape == (1, 192)
+    with pytest.raises(WeightsError, match=r"text tokenizer could not be loaded .*HF_HUB_OFFLINE=1 works"):
+        offline.encode_text(texts)
