@@ -109,9 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes")
     synth.add_argument("--val-fraction", type=float, default=0.2, help="share of images in val")
 
-    pre = sub.add_parser("pretrain", help="pretrain a umg: dual encoder (image, region and pixel losses), "
+    pre = sub.add_parser("pretrain", help="pretrain a dual encoder (image, region and pixel losses), "
                                           "then print zero-shot figures",
-                         description="pretrain a umg: dual encoder from a YAML config (task: pretrain)")
+                         description="pretrain a umg: or open_clip dual encoder from a YAML config "
+                                     "(task: pretrain)")
     pre.add_argument("config", type=Path, help="YAML config file")
     pre.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                      help="dotted overrides, e.g. train.max_steps=50 (put --ablation / --resume last)")

@@ -95,11 +95,12 @@ def run_pretrain(cfg: RunConfig, *, echo: bool = True) -> dict[str, Any]:
     trainer = Trainer(task, cfg)
     trainer.fit()
     acc = trainer.accelerator
-    result: dict[str, Any] = {"train": {}, "zeroshot": {}, "backbone": None}
+    result: dict[str, Any] = {"train": {}, "zeroshot": {}, "backbone": None, "load": None}
     if acc.is_main_process:
         out = Path(cfg.output_dir)
         backbone = acc.unwrap_model(trainer.model).backbone
-        result["backbone"] = str(save_umg_checkpoint(backbone, out / BACKBONE_DIR))
+        result["backbone"], result["load"] = save_pretrained_backbone(backbone, cfg.model.backbone,
+                                                                      out / BACKBONE_DIR)
         rows = [r for r in read_metrics(out / "metrics.jsonl") if "train/loss" in r]
         result["train"] = {k: v for k, v in (rows[-1] if rows else {}).items() if k.startswith("train/")}
         result["zeroshot"] = evaluate_zeroshot(backbone, specs, image_size=cfg.data.image_size,
@@ -107,11 +108,25 @@ def run_pretrain(cfg: RunConfig, *, echo: bool = True) -> dict[str, Any]:
                                                batch_size=int(opts["zeroshot_batch_size"]))
         atomic_write_text(out / "zeroshot.json", json.dumps(result["zeroshot"], indent=2) + "\n")
         if echo:
-            print(f"backbone checkpoint: {result['backbone']} (load it as umg:{result['backbone']})")
+            print(f"backbone checkpoint: {result['backbone']} (load it with {result['load']})")
             for line in format_zeroshot(result["zeroshot"]):
                 print(line)
     acc.wait_for_everyone()
     return result
+
+
+def save_pretrained_backbone(backbone: Any, name: str, folder: Path) -> tuple[str, str]:
+    """Write the trained backbone; returns its path and the config that loads it as a backbone: a ``umg:``
+    checkpoint folder, or the library's own state dict (open_clip) for ``model.pretrained``."""
+    from ..backbones.umg import UMGBackbone
+    from ..models.export import save_backbone_weights
+
+    if isinstance(backbone, UMGBackbone):
+        path = save_umg_checkpoint(backbone, folder)
+        return str(path), f"model.backbone=umg:{path}"
+    folder.mkdir(parents=True, exist_ok=True)
+    backbone_name, pretrained = save_backbone_weights(backbone, name, folder)
+    return str(pretrained), f"model.backbone={backbone_name} model.pretrained={pretrained}"
 
 
 def ablation_configs(cfg: RunConfig) -> dict[str, RunConfig]:

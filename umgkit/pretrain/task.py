@@ -225,7 +225,8 @@ def parse_pretrain_options(cfg: RunConfig) -> dict[str, Any]:
 
 @TASKS.register("pretrain")
 def build_pretrain_task(cfg: RunConfig, *, model: Any = None, train: bool = True) -> PretrainTask:
-    """Multi-granularity pretraining of ``cfg.model.backbone`` (a ``umg:`` architecture or checkpoint)."""
+    """Multi-granularity pretraining of ``cfg.model.backbone``: a ``umg:`` architecture or checkpoint, or an
+    open_clip CLIP with a token image tower and a causal text tower (e.g. ``openclip:EVA02-B-16``)."""
     if model is not None or not train:
         raise ConfigError("task 'pretrain' builds and trains its own dual encoder; run it with `umgkit "
                           "pretrain CONFIG` (it prints the zero-shot figures at the end).")
