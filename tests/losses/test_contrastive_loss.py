@@ -83,20 +83,26 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_processes_match_single_process(tmp_path):
+@pytest.mark.parametrize("split", ["4,4", "3,5", "0,8"])
+def test_two_processes_match_single_process(tmp_path, split):
+    """Equal, unequal and empty per-process batches (a process whose every image was skipped): the mean
+    of the per-process losses and the averaged gradients equal the single-process ones."""
     out = tmp_path / "dist.json"
     script = Path(__file__).with_name("_dist_clip.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(_free_port()), str(script), str(out)]
+           str(_free_port()), str(script), str(out), split]
     for _ in range(2):
         done = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
                               timeout=120)
-        # Seen about once in 20 suite runs: a rank aborts in C++ teardown after its work ("terminate called
-        # without an active exception", SIGABRT), never during it; only that abort earns one retry.
-        if done.returncode == 0 or "terminate called without an active exception" not in done.stderr:
+        # Seen in some suite runs: a rank aborts in gloo's C++ teardown after its work ("terminate called
+        # without an active exception", SIGABRT), never during it. The results are written before that
+        # (rank 0 writes them once both ranks have gathered them), so a complete file counts; without
+        # one, only that abort earns one retry.
+        teardown_abort = "terminate called without an active exception" in done.stderr
+        if done.returncode == 0 or (teardown_abort and out.is_file()) or not teardown_abort:
             break
         cmd[cmd.index("--master_port") + 1] = str(_free_port())
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0 or (teardown_abort and out.is_file()), done.stderr[-3000:]
     ranks = json.loads(out.read_text())
 
     g = torch.Generator().manual_seed(0)  # the same global batch as the script

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from umgkit.losses import clip_loss, distributed_ready
 
-from ._gather_rows import gather_rows, gather_rows_nograd
+from ..losses import gather_rows, gather_rows_nograd
 from ._loss_utils import inverse_temperature, multi_positive_ce, zero_loss
 from ._pixel import pixel_alignment_loss
 from ._sparc import sparc_loss
