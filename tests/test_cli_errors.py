@@ -53,6 +53,8 @@ CASES = [
          ("model.backbone", "ViT-B-166", "did you mean", "ViT-B-16")),
     Case("method_family_mismatch", train("model.backbone=timm:convnext_atto", "model.adapter=vpt"),
          ("model.adapter", "VPT", "Use lora")),
+    Case("hf_folder_missing", train("model.backbone=hf:{files}/no_hf_model"),
+         ("model.backbone", "no_hf_model", "does not exist", "save_pretrained")),
     Case("hf_hub_offline", train("model.backbone=hf:umgkit-test/absent"),
          ("model.backbone", "hf:umgkit-test/absent", "HF_HUB_OFFLINE")),
     Case("dataset_format", train("data.format=imagefoldr"), ("data.format", "'imagefoldr'", "did you mean",

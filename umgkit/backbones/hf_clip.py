@@ -190,6 +190,9 @@ def build_hf(name: str, pretrained: str | None = None) -> HFCLIPBackbone:
                           "folder or hub id in model.backbone).")
     folder = Path(name).expanduser()
     local = folder.is_dir()
+    if not local and name.startswith(("/", "./", "../", "~")):
+        raise WeightsError(f"{label}: folder {folder} does not exist; give a folder written by "
+                           "model.save_pretrained (with tokenizer.save_pretrained beside it), or a hub id.")
     offline = local or hub_offline()
     source = str(folder) if local else name
     try:
