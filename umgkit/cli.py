@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -108,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     synth.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes")
     synth.add_argument("--val-fraction", type=float, default=0.2, help="share of images in val")
+    shards = data.add_parser("shards", help="pack a JSONL pretraining manifest into webdataset tar shards",
+                             description="write <split>-NNNNNN.tar shards and the <split>.shards.json index "
+                                         "that data.format=webdataset reads")
+    shards.add_argument("manifest", type=Path, metavar="MANIFEST", help="a .jsonl manifest (images relative "
+                        "to it) or a folder holding <split>.jsonl")
+    shards.add_argument("--out", type=Path, required=True, help="output folder")
+    shards.add_argument("--split", default=None, help="split name (default: the manifest's file name)")
+    shards.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    shards.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes writing shards in parallel (default: all cores)")
 
     pre = sub.add_parser("pretrain", help="pretrain a dual encoder (image, region and pixel losses), "
                                           "then print zero-shot figures",
@@ -201,6 +212,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command == "shards":
+        from .data.shards import read_index, write_shards
+
+        index = write_shards(args.manifest, args.out, samples_per_shard=args.shard_size, split=args.split,
+                             workers=args.workers, progress=True)
+        urls, counts = read_index(index)
+        print(f"wrote {sum(counts)} samples in {len(urls)} shards to {args.out}; train on them with "
+              f"data.format=webdataset data.root={args.out}")
+        return 0
     from .data.synth import generate_world
 
     summary = generate_world(args.out, num=args.num, size=args.size, seed=args.seed,

@@ -29,8 +29,8 @@ def test_items_depend_on_seed_epoch_and_index_only_and_leave_global_state_alone(
     assert items[5] == first  # read ahead or not: the same draws
     after = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1])
     assert torch.equal(before[0], after[0]) and before[1] == after[1] and np.array_equal(before[2], after[2])
-    items.epoch = 1
+    items.set_epoch(1)
     assert items[5] != first  # a new epoch draws new augmentation
-    items.epoch = 0
+    items.set_epoch(0)
     assert items[5] == first and SeededItems(Draws(), seed=4)[5] != first
     assert len(items) == 8

@@ -1,14 +1,14 @@
-"""Manifest readers for pretraining: streaming JSONL, tar shards and the lazy map reader agree with
-the map-style ``manifest`` reader record for record."""
+"""Manifest readers for pretraining: the lazy map reader agrees with the ``manifest`` reader record for
+record; shards name a bad sample or skip and count it; caption draws."""
 
 import json
 
 import pytest
 import torch
 
-from umgkit.data import ManifestDataset
-from umgkit.data._images import BadSampleError
-from umgkit.pretrain import LazyManifest, ShardDataset, StreamingManifest, write_shards
+from umgkit.data import LazyManifest, ManifestDataset, ShardStream, write_shards
+from umgkit.data._images import BadSampleError, DatasetError
+from umgkit.data.shards import read_index
 
 
 def _same(a: dict, b: dict) -> None:
@@ -27,42 +27,6 @@ def reference(tiny_world):
     return ManifestDataset(tiny_world / "manifest", "train")
 
 
-def test_streaming_equals_map_reader(tiny_world, reference):
-    stream = list(StreamingManifest(tiny_world / "manifest" / "train.jsonl"))
-    assert len(stream) == len(reference) > 0
-    for i, item in enumerate(stream):
-        _same(item, reference[i])
-
-
-def test_streaming_splits_records_over_readers_once(tiny_world, reference):
-    src = tiny_world / "manifest" / "train.jsonl"
-    parts = [list(StreamingManifest(src, rank=r, world_size=3)) for r in range(3)]
-    captions = sorted(it["caption"] + it["path"] for p in parts for it in p)
-    assert captions == sorted(reference[i]["caption"] + reference[i]["path"] for i in range(len(reference)))
-    assert [len(p) for p in parts] == [len(range(r, len(reference), 3)) for r in range(3)]
-
-
-def test_shuffle_buffer_permutes_and_depends_on_epoch(tiny_world, reference):
-    ds = StreamingManifest(tiny_world / "manifest" / "train.jsonl", shuffle_buffer=8, seed=1)
-    first = [it["path"] for it in ds]
-    ds.set_epoch(1)
-    second = [it["path"] for it in ds]
-    plain = [reference[i]["path"] for i in range(len(reference))]
-    assert sorted(first) == sorted(plain) == sorted(second)
-    assert first != plain and first != second
-
-
-def test_tar_shards_read_the_same_records(tiny_world, reference, tmp_path):
-    shards = write_shards(tiny_world / "manifest" / "train.jsonl", tmp_path / "shards", samples_per_shard=7)
-    assert len(shards) == -(-len(reference) // 7)
-    mapped = ShardDataset(tmp_path / "shards", "train")
-    streamed = list(StreamingManifest(shards))
-    assert len(mapped) == len(streamed) == len(reference)
-    for i in range(len(reference)):
-        _same(mapped[i], reference[i])
-        _same(streamed[i], reference[i])
-
-
 def test_lazy_manifest_equals_map_reader(tiny_world, reference):
     lazy = LazyManifest(tiny_world / "manifest", "train")
     assert len(lazy) == len(reference)
@@ -70,19 +34,36 @@ def test_lazy_manifest_equals_map_reader(tiny_world, reference):
         _same(lazy[i], reference[i])
 
 
-def test_bad_line_raises_or_is_skipped(tiny_world, tmp_path):
+def test_bad_shard_sample_raises_naming_it_or_is_skipped_and_counted(tiny_world, tmp_path):
     manifest = tiny_world / "manifest" / "train.jsonl"
-    recs = [json.loads(line) for line in manifest.read_text().splitlines()[:2]]
-    for rec in recs:  # absolute image paths, so the copy may live anywhere
-        rec["image"] = str((manifest.parent / rec["image"]).resolve())
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text("\n".join([json.dumps(recs[0]), "{not json", json.dumps(recs[1])]) + "\n")
-    with pytest.raises(BadSampleError, match="bad.jsonl:2"):
-        list(StreamingManifest(bad))
-    ds = StreamingManifest(bad, skip_bad=True)
-    items = list(ds)
-    assert len(items) == 3 and items[1] is None and ds.num_skipped == 1
-    assert items[0]["caption"] == recs[0]["caption"]
+    recs = [json.loads(line) for line in manifest.read_text().splitlines()[:3]]
+    (tmp_path / "img").mkdir()
+    for i, rec in enumerate(recs):  # copies of three images, the second one truncated
+        data = (manifest.parent / rec["image"]).read_bytes()
+        (tmp_path / "img" / f"{i}.png").write_bytes(data[:40] if i == 1 else data)
+        rec["image"] = f"img/{i}.png"
+    (tmp_path / "bad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    index = write_shards(tmp_path / "bad.jsonl", tmp_path / "shards", samples_per_shard=2)
+    urls, counts = read_index(index)
+    assert counts == [2, 1]
+    with pytest.raises(BadSampleError, match=r"bad-000000.tar:000000001"):
+        list(ShardStream(urls, counts, shuffle_buffer=0))
+    stream = ShardStream(urls, counts, shuffle_buffer=0, skip_bad=True)
+    items = list(stream)
+    assert len(items) == 3 and items[1] is None and stream.num_skipped == 1
+    assert items[2]["caption"] == recs[2]["caption"]
+
+
+def test_shard_writer_names_a_missing_image_and_its_line(tiny_world, tmp_path):
+    manifest = tiny_world / "manifest" / "train.jsonl"
+    lines = manifest.read_text().splitlines()[:2]
+    rec = json.loads(lines[1])
+    rec["image"] = "nowhere.png"
+    first = json.loads(lines[0])
+    first["image"] = str(manifest.parent / first["image"])
+    (tmp_path / "m.jsonl").write_text(json.dumps(first) + "\n" + json.dumps(rec) + "\n")
+    with pytest.raises(DatasetError, match=r"m.jsonl:2: image .*nowhere.png does not exist"):
+        write_shards(tmp_path / "m.jsonl", tmp_path / "out")
 
 
 def test_records_carry_all_captions_and_the_task_draws_among_them(reference):

@@ -2,6 +2,7 @@
 ``umgkit pretrain`` prints the three zero-shot figures."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -109,3 +110,44 @@ def test_region_describes_lists_every_true_caption():
     assert torch.equal(got[0], caption_hash_ids(["a circle", "a red circle", "a circle"]))
     assert torch.equal(got[1], caption_hash_ids(["grass"] * 3))
     assert region_describes({"caption": ["x"]}, []) is None
+
+
+@pytest.mark.slow
+def test_a_process_with_no_sample_joins_and_the_step_equals_one_process(tiny_world, tmp_path):
+    """Rank 0 has 0 images, rank 1 has 5: the loss and DDP's averaged gradients equal one process on
+    the 5 (every loss, gathered or per-process, is weighted by its share of the rows), and both finish."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    here = Path(__file__).parent
+    sys.path.insert(0, str(here))
+    try:
+        from _dist_pretrain_step import OVERRIDES, fixed_batch, step
+    finally:
+        sys.path.pop(0)
+    config = tmp_path / "pretrain.yaml"
+    config.write_text(tiny_config(tiny_world, tmp_path / "run"))
+    out = tmp_path / "step.json"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           str(here / "_dist_pretrain_step.py"), str(config), str(out)]
+    done = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                          timeout=240)  # the guard: a process waiting on a skipped collective would hang
+    assert out.is_file(), done.stderr[-3000:]
+    ranks = json.loads(out.read_text())
+
+    task = build_task(load_config(config, OVERRIDES))
+    single = step(task, task.model, fixed_batch(task))
+    assert ranks["losses"][0] == 0.0
+    assert sum(ranks["losses"]) / 2 == pytest.approx(single, rel=1e-5)
+    grads = {n: p.grad for n, p in task.model.named_parameters() if p.grad is not None}
+    assert set(grads) == set(ranks["grads"]) and len(grads) > 50
+    worst = max(float((torch.tensor(ranks["grads"][n]) - g).abs().max() / (g.abs().max() + 1e-12))
+                for n, g in grads.items() if g.abs().max() > 1e-8)
+    print(f"losses {ranks['losses']} single {single:.6f} worst relative gradient difference {worst:.2e}")
+    assert worst < 1e-3

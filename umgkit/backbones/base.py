@@ -61,6 +61,8 @@ def roi_pool_mean(fmap: torch.Tensor, boxes: Sequence[torch.Tensor], stride: int
     `Backbone.embed_regions`). Boxes are divided by ``stride`` here rather than through ``spatial_scale``:
     ``1/14`` is inexact in float and would move the samples of a patch-14 grid off the cell centres."""
     boxes = [b.to(device=fmap.device, dtype=fmap.dtype).reshape(-1, 4) / stride for b in boxes]
+    if not boxes:  # no image (a process whose batch was skipped): no region, still in the graph
+        return fmap.new_zeros(0, fmap.shape[1]) + 0.0 * fmap.sum()
     return roi_align(fmap, boxes, output_size=1, spatial_scale=1.0, sampling_ratio=-1,
                      aligned=True).flatten(1)
 

@@ -31,7 +31,7 @@ from ._base import ReaderDataset
 from ._images import BadSampleError, DatasetError, load_image
 from .instances import decode_segmentation
 
-__all__ = ["ManifestDataset", "item_from_record", "manifest_file"]
+__all__ = ["ManifestDataset", "item_from_record", "manifest_file", "parse_record"]
 
 
 class ManifestDataset(ReaderDataset):
@@ -67,6 +67,19 @@ class ManifestDataset(ReaderDataset):
         path = self.manifest.parent / record["image"]
         image = load_image(path)
         return item_from_record(record, image, str(path))
+
+
+def parse_record(text: str | bytes, where: str) -> dict:
+    """One manifest record (a JSON object with an ``image`` key); raises `BadSampleError` naming ``where``."""
+    try:
+        rec = json.loads(text)
+    except ValueError as err:
+        raise BadSampleError(f"Bad manifest record {where}: {err}. Fix it or set data.skip_bad=true."
+                             ) from err
+    if not isinstance(rec, dict) or "image" not in rec:
+        raise BadSampleError(f"Bad manifest record {where}: expected a JSON object with an 'image' key; fix "
+                             "it or set data.skip_bad=true.")
+    return rec
 
 
 def manifest_file(root: Path, split: str) -> Path:

@@ -121,6 +121,8 @@ def build_transforms(kind: str, train: bool, image_size: int, *, mean: Sequence[
         steps.append(v2.Resize((size, size), interpolation=interp, antialias=True))
     else:
         steps.append(v2.Resize(size, interpolation=interp, antialias=True))
+    # uint8 images (the shard reader decodes to uint8) are cropped first, then converted; floats pass.
+    steps.append(v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True))
     if normalize:
         steps.append(v2.Normalize(mean=list(mean), std=list(std)))
     return JointTransform(steps, min_box_size=min_box_size)

@@ -9,8 +9,12 @@ import torch
 __all__ = ["make_accelerator"]
 
 
-def make_accelerator(mixed_precision: str, seed: int) -> Any:
-    """An Accelerator whose prepared train loader draws its order from ``(seed, epoch)``."""
+def make_accelerator(mixed_precision: str, seed: int, grad_accum: int = 1) -> Any:
+    """An Accelerator whose prepared train loader draws its order from ``(seed, epoch)``.
+
+    ``grad_accum`` goes to Accelerate, so that ``accelerator.accumulate`` decides when gradients are
+    synchronised (and DeepSpeed, which accumulates inside its engine, is told the same count).
+    """
     from accelerate import Accelerator, PartialState
     from accelerate.state import AcceleratorState
     from accelerate.utils import DataLoaderConfiguration
@@ -20,6 +24,7 @@ def make_accelerator(mixed_precision: str, seed: int) -> Any:
             # Accelerate picks gloo (MULTI_CPU) under torchrun only when told the run is on CPU.
             cpu=not _has_device_accelerator(),
             mixed_precision=mixed_precision,
+            gradient_accumulation_steps=grad_accum,
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
         )
 

@@ -89,11 +89,20 @@ class SeededItems(Dataset):
     Random augmentation then depends on nothing else: not on how far a loader has read ahead
     (Accelerate fetches one batch early, so the RNG state a checkpoint saves is already past it), nor on
     the number of workers or processes. A resumed run therefore sees the same crops as an unbroken one.
-    Set ``epoch`` before iterating; workers receive a copy of this object when an epoch starts.
+    The epoch lives in shared memory (`set_epoch`), so persistent DataLoader workers, which keep the
+    copy of this object they started with, still see each new epoch.
     """
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
-        self.dataset, self.seed, self.epoch = dataset, int(seed), 0
+        self.dataset, self.seed = dataset, int(seed)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(int(epoch))
 
     def __len__(self) -> int:
         return len(self.dataset)

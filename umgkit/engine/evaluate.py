@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from ..errors import DatasetError
 from ._accel import make_accelerator
+from ._loader_options import loader_options
 from .task import Task
 
 __all__ = ["evaluate_task", "run_evaluation", "val_loader"]
@@ -30,8 +31,8 @@ def val_loader(task: Task, cfg: Any) -> DataLoader | None:
         raise DatasetError(f"the val split '{d.val_split}' of {d.root} has no samples; add some, or set "
                            "data.val_split='' to train without evaluation.")
     return DataLoader(task.val_dataset, batch_size=d.eval_batch_size or d.batch_size, shuffle=False,
-                      num_workers=d.num_workers, collate_fn=task.collate_fn,
-                      generator=torch.Generator().manual_seed(cfg.seed))
+                      collate_fn=task.collate_fn, generator=torch.Generator().manual_seed(cfg.seed),
+                      **loader_options(d.num_workers, persistent=False))
 
 
 def run_evaluation(task: Task, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:
@@ -51,6 +52,6 @@ def evaluate_task(task: Task, cfg: Any, *, accelerator: Any = None) -> dict[str,
     loader = val_loader(task, cfg)
     if loader is None:
         return {}
-    acc = accelerator or make_accelerator(cfg.train.mixed_precision, cfg.seed)
+    acc = accelerator or make_accelerator(cfg.train.mixed_precision, cfg.seed, cfg.train.grad_accum)
     model, loader = acc.prepare(task.model, loader)
     return run_evaluation(task, model, loader, acc)

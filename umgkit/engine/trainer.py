@@ -14,7 +14,6 @@ or worker loads it, or how far ahead the loader reads.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from ..errors import CheckpointError, ConfigError, DatasetError
 from ._accel import make_accelerator
+from ._loader_options import loader_options
 from ._seed import SeededItems, seed_everything
 from ._window import StepWindow, batch_size
 from .checkpoint import (
@@ -61,10 +61,13 @@ class Trainer:
         self.task, self.cfg = task, cfg
         self.output_dir = Path(cfg.output_dir)
         tc = cfg.train
-        self.accelerator = acc = accelerator or make_accelerator(tc.mixed_precision, cfg.seed)
-        seed_everything(cfg.seed)
         if tc.grad_accum < 1:
             raise ConfigError(f"train.grad_accum must be >= 1, got {tc.grad_accum}.")
+        self.accelerator = acc = accelerator or make_accelerator(tc.mixed_precision, cfg.seed, tc.grad_accum)
+        if acc.gradient_accumulation_steps != tc.grad_accum:
+            raise ConfigError(f"train.grad_accum is {tc.grad_accum} but the Accelerator passed to Trainer "
+                              f"accumulates {acc.gradient_accumulation_steps} steps; make them equal.")
+        seed_everything(cfg.seed)
         # Before anything is written: the checkpoint to resume from, or the folder made this run's own.
         self._resume_from = self._find_resume_checkpoint()
         if self._resume_from is None and acc.is_main_process:
@@ -74,19 +77,25 @@ class Trainer:
 
         optimizer = build_optimizer(task.model, lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas)
         train_loader, val_loader = self._build_loaders()
-        if val_loader is None:
-            self.model, self.optimizer, self.train_loader = acc.prepare(task.model, optimizer, train_loader)
-            self.val_loader = None
-            if not cfg.data.val_split:
-                self._say("data.val_split is empty: training without evaluation; the run ends with no "
-                          "metrics", logging.WARNING)
+        self.streaming = isinstance(task.train_dataset, IterableDataset)
+        to_prepare = (task.model, optimizer) + (() if self.streaming else (train_loader,))
+        prepared = list(acc.prepare(*to_prepare, *(() if val_loader is None else (val_loader,))))
+        self.model, self.optimizer = prepared[0], prepared[1]
+        # A stream reads its own shards on each process: it is not resharded by Accelerate.
+        self.train_loader = train_loader if self.streaming else prepared[2]
+        self.val_loader = None if val_loader is None else prepared[-1]
+        if val_loader is None and not cfg.data.val_split:
+            self._say("data.val_split is empty: training without evaluation; the run ends with no metrics",
+                      logging.WARNING)
+        if self.streaming:
+            self.batches_per_epoch = task.train_dataset.batches_per_epoch(
+                cfg.data.batch_size, acc.num_processes, cfg.data.num_workers)
         else:
-            self.model, self.optimizer, self.train_loader, self.val_loader = acc.prepare(
-                task.model, optimizer, train_loader, val_loader)
-        self.batches_per_epoch = len(self.train_loader)
+            self.batches_per_epoch = len(self.train_loader)
         if self.batches_per_epoch == 0:
+            size = task.train_dataset.num_samples if self.streaming else len(task.train_dataset)
             raise DatasetError(
-                f"the train split '{cfg.data.train_split}' of {cfg.data.root} has {len(task.train_dataset)} "
+                f"the train split '{cfg.data.train_split}' of {cfg.data.root} has {size} "
                 f"samples, fewer than one global batch (data.batch_size {cfg.data.batch_size} x "
                 f"{acc.num_processes} processes); lower data.batch_size or add data.")
         self.steps_per_epoch = -(-self.batches_per_epoch // tc.grad_accum)
@@ -143,29 +152,45 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def _step_output(self, batch: Any) -> dict[str, torch.Tensor]:
-        """The task's step, or a zero loss when the data layer skipped every sample of the batch.
-
-        A zero loss that still touches every trainable parameter keeps the processes' collectives in
-        step (gradient all-reduce, scalar reduction) while adding nothing to the update.
+        """The task's step; for a batch whose every sample the data layer skipped, the task's own
+        ``empty_batch()`` when it has one (its step then joins its collectives, e.g. gathered negatives,
+        with zero rows), else a zero loss that still touches every trainable parameter, which keeps the
+        gradient all-reduce in step while adding nothing to the update.
         """
         if isinstance(batch, dict) and batch.get("batch_size") == 0:
-            zero = sum(p.sum() * 0.0 for p in self._trainable)
-            return {key: zero for key in self._step_keys or ("loss",)}
+            make_empty = getattr(self.task, "empty_batch", None)
+            if make_empty is None:
+                zero = sum(p.sum() * 0.0 for p in self._trainable)
+                return {key: zero for key in self._step_keys or ("loss",)}
+            from accelerate.utils import send_to_device
+
+            batch = send_to_device(make_empty(), self.accelerator.device)
         out = self.task.training_step(self.model, batch)
         self._step_keys = tuple(out)
         return out
 
-    def _train_epoch(self, bar: Any) -> None:
-        acc, tc = self.accelerator, self.cfg.train
+    def _epoch_loader(self) -> Any:
+        """This epoch's train loader, positioned after the batches a resumed run already consumed."""
         self._train_gen.manual_seed(self.cfg.seed + self.epoch)  # worker seeds: a function of the epoch
         if self._train_items is not None:
-            self._train_items.epoch = self.epoch  # item augmentation: a function of (seed, epoch, index)
+            self._train_items.set_epoch(self.epoch)  # augmentation: a function of (seed, epoch, index)
+        if self.streaming:
+            from umgkit.data.shards import StreamPlan
+
+            self.task.train_dataset.plan(StreamPlan(
+                epoch=self.epoch, seed=self.cfg.seed, batch_size=self.cfg.data.batch_size,
+                batches=self.batches_per_epoch, start_batch=self.batches_in_epoch))
+            return self.train_loader
         self.train_loader.set_epoch(self.epoch)
-        loader = self.train_loader
         if self.batches_in_epoch:
             from accelerate import skip_first_batches
 
-            loader = skip_first_batches(self.train_loader, self.batches_in_epoch)
+            return skip_first_batches(self.train_loader, self.batches_in_epoch)
+        return self.train_loader
+
+    def _train_epoch(self, bar: Any) -> None:
+        acc, tc = self.accelerator, self.cfg.train
+        loader = self._epoch_loader()
         window = StepWindow(acc.device)
         n_micro = 1
         for batch in loader:
@@ -174,11 +199,13 @@ class Trainer:
             index = self.batches_in_epoch % tc.grad_accum
             if index == 0:  # size of this accumulation group; the epoch's last one may be short
                 n_micro = min(tc.grad_accum, self.batches_per_epoch - self.batches_in_epoch)
-            last = index == n_micro - 1
-            with contextlib.nullcontext() if last else acc.no_sync(self.model):
+            # Accelerate syncs gradients on the group's last micro-batch (or the loader's last) and
+            # divides the loss by grad_accum; a short last group is scaled back to a mean over its own.
+            with acc.accumulate(self.model):
                 with acc.autocast():
                     out = self._step_output(batch)
-                acc.backward(out["loss"] / n_micro)
+                acc.backward(out["loss"] * (tc.grad_accum / n_micro))
+                last = acc.sync_gradients
             window.add_micro(out, batch_size(batch), n_micro)
             self.batches_in_epoch += 1
             if not last:
@@ -239,12 +266,26 @@ class Trainer:
             raise DatasetError(f"the train split '{d.train_split}' of {d.root} has no samples; check "
                                f"data.root and data.train_split (and data.limit={d.limit}).")
         self._train_gen = torch.Generator().manual_seed(self.cfg.seed)
-        items = task.train_dataset
-        self._train_items = None if isinstance(items, IterableDataset) else SeededItems(items, self.cfg.seed)
-        items = items if self._train_items is None else self._train_items  # not `or`: len 0 is falsy
+        acc, items = self.accelerator, task.train_dataset
+        if isinstance(items, IterableDataset):
+            if not callable(getattr(items, "plan", None)):
+                raise ConfigError(f"the train reader {type(items).__name__} is an iterable dataset the "
+                                  "trainer cannot plan epochs for; use a map-style reader or "
+                                  "data.format=webdataset.")
+            self._train_items = None
+            from accelerate.data_loader import DataLoaderShard
+
+            # Batches are made in the workers, each from its own shards; DataLoaderShard moves them to
+            # the device and tells `accelerator.accumulate` where the epoch ends, as a prepared loader does.
+            train = DataLoaderShard(items, device=acc.device, _non_blocking=acc.device.type == "cuda",
+                                    batch_size=d.batch_size, drop_last=True, collate_fn=task.collate_fn,
+                                    **loader_options(d.num_workers, persistent=False))
+            return train, val_loader(task, self.cfg)
+        self._train_items = SeededItems(items, self.cfg.seed)
         # drop_last: every optimizer step sees a full global batch, on any process count.
-        train = DataLoader(items, batch_size=d.batch_size, shuffle=True, drop_last=True,
-                           num_workers=d.num_workers, collate_fn=task.collate_fn, generator=self._train_gen)
+        train = DataLoader(self._train_items, batch_size=d.batch_size, shuffle=True, drop_last=True,
+                           collate_fn=task.collate_fn, generator=self._train_gen,
+                           **loader_options(d.num_workers, persistent=True))
         return train, val_loader(task, self.cfg)
 
     def _state(self) -> dict[str, Any]:
@@ -253,7 +294,8 @@ class Trainer:
                 "skipped_in_epoch": self.skipped_in_epoch, "skipped_per_epoch": self.skipped_per_epoch,
                 "total_steps": self.total_steps, "num_processes": acc.num_processes,
                 "global_batch": self.cfg.data.batch_size * acc.num_processes,
-                "grad_accum": self.cfg.train.grad_accum, "seed": self.cfg.seed}
+                "grad_accum": self.cfg.train.grad_accum, "seed": self.cfg.seed,
+                "stream_workers": self.cfg.data.num_workers if self.streaming else None}
 
     def _save(self) -> None:
         # Skipped counts are per process until the epoch ends; store their sum (restored on rank 0).
@@ -306,6 +348,12 @@ class Trainer:
                 f"{state['grad_accum']}, this run has {global_batch} and {tc.grad_accum}; the data position "
                 f"cannot be carried over. Resume with the same data.batch_size x processes and "
                 f"train.grad_accum, or start over with --overwrite.")
+        workers = state.get("stream_workers")
+        if workers is not None and workers != self.cfg.data.num_workers:
+            raise CheckpointError(
+                f"{path} was written while streaming shards with data.num_workers={workers}; each worker "
+                f"reads its own shards, so the stream position only carries over with the same count. "
+                f"Resume with data.num_workers={workers}.")
         return path
 
     def _check_same_model(self, path: Path) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-__all__ = ["distributed_ready", "gather_with_grad", "gather_rows", "gather_rows_nograd"]
+__all__ = ["distributed_ready", "gather_with_grad", "gather_rows", "gather_rows_nograd", "process_share"]
 
 
 def distributed_ready() -> bool:
@@ -61,3 +61,14 @@ def gather_rows_nograd(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     parts = [x.new_zeros((max(sizes),) + tuple(x.shape[1:])) for _ in sizes]
     dist.all_gather(parts, _pad(x, max(sizes)))
     return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)], dim=0)
+
+
+def process_share(rows: int, device: torch.device) -> float:
+    """``rows * processes / all rows``: the weight that turns a per-process mean over ``rows`` into this
+    process's part of the mean over every process's rows, once DDP averages over processes (0 for a
+    process with no rows; 1 outside a process group). Every process must call it (a collective)."""
+    if not distributed_ready():
+        return 1.0
+    total = torch.tensor([rows], dtype=torch.long, device=device)
+    dist.all_reduce(total)
+    return rows * dist.get_world_size() / int(total) if int(total) else 0.0

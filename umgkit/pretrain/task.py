@@ -1,10 +1,10 @@
 """``pretrain`` task: multi-granularity pretraining of umgkit's dual encoder on the generic engine.
 
 Data: a manifest reader (``manifest`` by default; ``manifest_lazy`` for very large JSONL files,
-``manifest_shards`` for tar shards). Each step encodes the images once (token reduction inside the
-image tower, `umgkit.pretrain.model`) and, in ONE text-tower pass, the image captions, the batch's
-unique region captions and (with the tag loss) its unique tags. Losses and their config weights
-(``task_options.losses``; weight 0 switches a loss off and skips its work):
+``webdataset`` to stream tar shards written by ``umgkit data shards``). Each step encodes the images once
+(token reduction inside the image tower, `umgkit.pretrain.model`) and, in ONE text-tower pass, the image
+captions, the batch's unique region captions and (with the tag loss) its unique tags. Losses and their
+config weights (``task_options.losses``; weight 0 switches a loss off and skips its work):
 
 - ``image_text``: symmetric InfoNCE, negatives gathered across processes (``gather``);
 - ``region_text``: RoIAlign-pooled box embeddings vs region captions, identical captions are positives
@@ -33,6 +33,7 @@ from ..config import ConfigError, Option, RunConfig, parse_options
 from ..data.build import build_dataset
 from ..data.collate import collate_dicts
 from ..data.transforms import build_transforms
+from ..losses import process_share
 from ..registry import TASKS
 from . import losses as L
 from .model import REDUCTIONS, PretrainModel
@@ -85,11 +86,11 @@ class PretrainTask:
 
     def __init__(self, *, model: PretrainModel, train_dataset, weights: dict[str, float], gather: bool = True,
                  sparc_threshold: float | None = None, pixel_hard_negatives: bool = True,
-                 captions: str = "random") -> None:
+                 captions: str = "random", image_size: int = 224) -> None:
         if captions not in CAPTION_CHOICES:
             raise ValueError(f"task_options.captions={captions!r}; choose one of {list(CAPTION_CHOICES)}.")
         self.model, self.train_dataset, self.val_dataset = model, train_dataset, None
-        self.captions = captions
+        self.captions, self.image_size = captions, int(image_size)
         self.collate_fn = collate_dicts
         self.weights = {k: float(v) for k, v in weights.items() if float(v) != 0.0}
         self.gather, self.sparc_threshold = bool(gather), sparc_threshold
@@ -124,25 +125,39 @@ class PretrainTask:
             rows = [[float(t in ts) for t in tags] for per in batch["region_tags"] for ts in per]
             targets = torch.tensor(rows, device=txt.device).reshape(len(region_caps), len(tags))
             terms["region_tag"] = L.region_tag_loss(out["region"], txt[b + len(unique):], targets,
-                                                    scales["tag"])
+                                                    scales["tag"]) \
+                * process_share(len(region_caps), txt.device)
         if "sparc" in w:
             terms["sparc"] = L.sparc_loss(out["patch"], out["text_tokens"][:b], out["text_mask"][:b],
-                                          scales["sparc"], threshold=self.sparc_threshold)
+                                          scales["sparc"], threshold=self.sparc_threshold) \
+                * process_share(b, txt.device)
         if "pixel" in w:
             grid, patch = out["grid"], float(model_patch_size(model))
             counts = [len(caps) for caps in batch["region_captions"]]
             image_index = torch.repeat_interleave(torch.arange(b, device=txt.device),
-                                                  torch.tensor(counts, device=txt.device))
-            gboxes = torch.cat([bx.reshape(-1, 4) for bx in batch["boxes"]]).to(txt.device) / patch
-            gmasks = torch.cat([grid_masks(m.to(txt.device), grid) for m in batch["masks"]])
+                                                  torch.tensor(counts, dtype=torch.long, device=txt.device))
+            gboxes = torch.cat([torch.zeros(0, 4)] + [bx.reshape(-1, 4) for bx in batch["boxes"]])
+            gboxes = gboxes.to(txt.device) / patch
+            gmasks = torch.cat([torch.zeros(0, *grid, dtype=torch.bool, device=txt.device)]
+                               + [grid_masks(m.to(txt.device), grid) for m in batch["masks"]])
             terms["pixel"] = L.pixel_alignment_loss(out["pixel"], region_txt, image_index, scales["pixel"],
                                                     boxes=gboxes, masks=gmasks,
                                                     hard_negatives=self.pixel_hard_negatives,
-                                                    caption_ids=L.caption_hash_ids(region_caps))
+                                                    caption_ids=L.caption_hash_ids(region_caps)) \
+                * process_share(len(region_caps), txt.device)
         # unused temperatures still join backward, so DDP never waits on a parameter without a gradient
         loss = sum(w[k] * v for k, v in terms.items()) + 0.0 * sum(s for s in scales.values())
         return {"loss": loss, **{f"loss_{k}": v.detach() for k, v in terms.items()},
                 "temperature": out["logit_scale"].detach().exp().reciprocal()}
+
+    def empty_batch(self) -> dict:
+        """A batch of no image, for a process whose every sample was skipped: its step still joins the
+        gathers of the contrastive losses (the trainer calls this; see `Trainer._step_output`)."""
+        size = self.image_size
+        lists = ("caption", "captions", "tags", "boxes", "region_captions", "region_caption_sets",
+                 "region_tags", "masks", "path")
+        return {"image": torch.zeros(0, 3, size, size), **{k: [] for k in lists},
+                "has_mask": [], "batch_size": 0}
 
     def image_captions(self, batch: dict) -> list[str]:
         """One caption per image: a draw among the record's ``captions``, or its ``caption``."""
@@ -247,4 +262,5 @@ def build_pretrain_task(cfg: RunConfig, *, model: Any = None, train: bool = True
     train = build_dataset(cfg.data, cfg.data.train_split, tf, "manifest")
     return PretrainTask(model=model, train_dataset=train, weights=opts["losses"], gather=bool(opts["gather"]),
                         sparc_threshold=opts["sparc_threshold"],
-                        pixel_hard_negatives=bool(opts["pixel_hard_negatives"]), captions=opts["captions"])
+                        pixel_hard_negatives=bool(opts["pixel_hard_negatives"]), captions=opts["captions"],
+                        image_size=cfg.data.image_size)
