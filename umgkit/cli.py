@@ -325,6 +325,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .models import export_model
 
     import_builtins()
+    if args.merge:
+        from .engine._strategy import refuse_merge_under_zero3
+
+        refuse_merge_under_zero3()
     out = export_model(args.model, args.out, merge=args.merge, overrides=args.overrides)
     info = json.loads((out / "model.json").read_text(encoding="utf-8"))
     what = "merged into the backbone" if args.merge else f"adapter {info['adapter']['method']} kept"

@@ -48,3 +48,22 @@ def test_two_processes_match_one(tmp_path):
     assert abs(metrics_two["mse"] - metrics_one["mse"]) < 1e-5
     ckpt = two / "checkpoints" / "step_0000012"
     assert (ckpt / "rng_rank0.safetensors").is_file() and (ckpt / "rng_rank1.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_two_processes_accumulating_match_one_large_batch(tmp_path):
+    """accelerator.accumulate on 2 processes (batch 2 x 2 micro-batches each, gradients synchronised only
+    on the last) gives the curve of one process with batch 8; bad samples are skipped as above."""
+    two = tmp_path / "two"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), str(RUNNER), str(two), *COMMON, "data.batch_size=2", "train.grad_accum=2"]
+    done = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = tmp_path / "one"
+    run(make_config(one, COMMON + ["data.batch_size=8"]))
+    curve_two = read_metrics(two / "metrics.jsonl", "train/loss")
+    curve_one = read_metrics(one / "metrics.jsonl", "train/loss")
+    assert [r["step"] for r in curve_two] == list(range(1, 13))
+    diffs = [abs(a["train/loss"] - b["train/loss"]) for a, b in zip(curve_one, curve_two, strict=True)]
+    assert max(diffs) < 1e-5

@@ -7,6 +7,9 @@ Layout of ``<output_dir>/checkpoints/step_0000120/``::
     optimizer.json           param_groups and any non-tensor per-parameter state
     scheduler.json           the LR scheduler's state_dict (plus the fp16 grad scaler's, if any)
     trainer_state.json       step, epoch, batches consumed in the epoch, skipped-sample counts, batch layout
+    accelerate/              under FSDP / DeepSpeed only: Accelerate's save_state (model shards as
+                             safetensors, optimizer shards) in place of optimizer.*; trainable.safetensors
+                             then holds the full trainable tensors gathered on the main process
     rng_rank<R>.safetensors  torch / CUDA generator states of process R
     rng_rank<R>.json         Python and NumPy generator states of process R
     complete                 written last: the step and the sha256 of every other file
@@ -38,6 +41,7 @@ from .._io import file_sha256
 from .._tensors import copy_named, read_safetensors
 from ..errors import CheckpointError
 from ._seed import capture_rng_state, restore_rng_state
+from ._strategy import sharded_state, strategy_name
 
 __all__ = [
     "COMPLETE_MARKER",
@@ -48,6 +52,7 @@ __all__ = [
     "checkpoint_problem",
     "find_resumable",
     "trainable_state_dict",
+    "gathered_trainable",
     "copy_trainable_tensors",
     "remove_stale_temps",
 ]
@@ -59,6 +64,8 @@ _STEP_DIR = re.compile(r"^step_(\d+)$")
 _ASIDE = ".replaced"  # suffix of a step folder moved aside while its step is saved again
 _REQUIRED = ("trainable.safetensors", "optimizer.safetensors", "optimizer.json", "scheduler.json",
              "trainer_state.json")
+SHARDED_DIR = "accelerate"  # Accelerate's save_state under FSDP / DeepSpeed (model and optimizer shards)
+_REQUIRED_SHARDED = ("trainable.safetensors", "scheduler.json", "trainer_state.json")
 
 
 def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -116,7 +123,8 @@ def checkpoint_problem(path: str | os.PathLike) -> str | None:
     except (OSError, ValueError):
         return f"its '{COMPLETE_MARKER}' marker is damaged"
     sums = recorded.get("sha256", {}) if isinstance(recorded, dict) else {}
-    for name in sorted(set(_REQUIRED) | set(sums)):
+    required = _REQUIRED_SHARDED if (path / SHARDED_DIR).is_dir() else _REQUIRED
+    for name in sorted(set(required) | set(sums)):
         file = path / name
         if not file.is_file():
             return f"{name} is missing"
@@ -155,12 +163,12 @@ def find_resumable(root: str | os.PathLike) -> tuple[Path | None, list[tuple[Pat
 def save_checkpoint(accelerator: Any, root: str | os.PathLike, *, step: int, model: nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler: Any, trainer_state: dict[str, Any],
                     keep_last: int = 0) -> Path:
-    """Write ``root/step_<step>`` atomically; call on every process (each saves its own RNG state).
+    """Write ``root/step_<step>`` atomically; call on every process (each process's RNG state is saved).
 
     ``model`` may be wrapped (DDP); names are taken from the unwrapped module. ``keep_last > 0``
     removes older complete checkpoints beyond that count. Returns the checkpoint directory.
     """
-    from accelerate.utils import broadcast_object_list
+    from accelerate.utils import broadcast_object_list, gather_object
 
     root = Path(root)
     holder = [None]
@@ -169,18 +177,29 @@ def save_checkpoint(accelerator: Any, root: str | os.PathLike, *, step: int, mod
         holder[0] = tempfile.mkdtemp(prefix="ckpt-", suffix=".tmp", dir=root)
     tmp = Path(broadcast_object_list(holder, from_process=0)[0])
 
-    rank = accelerator.process_index
-    rng_tensors, rng_data = capture_rng_state()
-    save_file(rng_tensors, str(tmp / f"rng_rank{rank}.safetensors"))
-    _write_json(tmp / f"rng_rank{rank}.json", rng_data)
+    # Every process's RNG state travels to the main one, which writes all files: only the main process
+    # needs to reach the checkpoint folder (processes on other machines need not share its filesystem).
+    rng_states = gather_object([capture_rng_state()]) if accelerator.num_processes > 1 \
+        else [capture_rng_state()]
+    sharded = sharded_state(accelerator)
+    if sharded:  # shards of model / optimizer: Accelerate writes them (every process, safetensors model)
+        trainable = gathered_trainable(accelerator, model)
+        accelerator.save_state(str(tmp / SHARDED_DIR), safe_serialization=True)
     accelerator.wait_for_everyone()
 
     final = root / f"step_{step:07d}"
     if accelerator.is_main_process:
-        save_file(trainable_state_dict(accelerator.unwrap_model(model)), str(tmp / "trainable.safetensors"))
-        opt_tensors, opt_data = _split_optimizer_state(optimizer.state_dict())
-        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-        _write_json(tmp / "optimizer.json", opt_data)
+        for rank, (rng_tensors, rng_data) in enumerate(rng_states):
+            save_file(rng_tensors, str(tmp / f"rng_rank{rank}.safetensors"))
+            _write_json(tmp / f"rng_rank{rank}.json", rng_data)
+        if sharded:
+            save_file(trainable, str(tmp / "trainable.safetensors"))
+        else:
+            save_file(trainable_state_dict(accelerator.unwrap_model(model)),
+                      str(tmp / "trainable.safetensors"))
+            opt_tensors, opt_data = _split_optimizer_state(optimizer.state_dict())
+            save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+            _write_json(tmp / "optimizer.json", opt_data)
         sched = {"scheduler": _plain(scheduler.state_dict())}
         if getattr(accelerator, "scaler", None) is not None:
             sched["grad_scaler"] = _plain(accelerator.scaler.state_dict())
@@ -216,11 +235,20 @@ def load_checkpoint(accelerator: Any, path: str | os.PathLike, *, model: nn.Modu
     if problem is not None:
         raise CheckpointError(f"cannot resume from {path}: {problem}. Give a complete checkpoints/step_* "
                               "folder, or train.resume=auto for the newest one that is intact.")
-    tensors = read_safetensors(path / "trainable.safetensors")
-    copy_trainable_tensors(accelerator.unwrap_model(model), tensors, path)
-    opt_data = _read_json(path / "optimizer.json")
-    optimizer.load_state_dict(_join_optimizer_state(read_safetensors(path / "optimizer.safetensors"),
-                                                     opt_data))
+    if (path / SHARDED_DIR).is_dir() != sharded_state(accelerator):
+        saved = "a sharded strategy (FSDP / DeepSpeed)" if (path / SHARDED_DIR).is_dir() \
+            else "DDP or one process"
+        raise CheckpointError(f"{path} was written under {saved} and this run uses "
+                              f"{strategy_name(accelerator)}; resume with the accelerate config it was "
+                              "trained with.")
+    if (path / SHARDED_DIR).is_dir():
+        accelerator.load_state(str(path / SHARDED_DIR))
+    else:
+        tensors = read_safetensors(path / "trainable.safetensors")
+        copy_trainable_tensors(accelerator.unwrap_model(model), tensors, path)
+        opt_data = _read_json(path / "optimizer.json")
+        optimizer.load_state_dict(_join_optimizer_state(read_safetensors(path / "optimizer.safetensors"),
+                                                         opt_data))
     sched = _read_json(path / "scheduler.json")
     scheduler.load_state_dict(sched["scheduler"])
     if "grad_scaler" in sched and getattr(accelerator, "scaler", None) is not None:
@@ -234,6 +262,15 @@ def load_checkpoint(accelerator: Any, path: str | os.PathLike, *, model: nn.Modu
             log.warning("%s has no RNG state for process %d; random draws will differ from the "
                         "interrupted run", path, rank)
     return _read_json(path / "trainer_state.json")
+
+
+def gathered_trainable(accelerator: Any, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Full trainable tensors on the main process (a collective: call on every process)."""
+    names = {n for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+    full = accelerator.get_state_dict(model)  # gathers shards (FSDP full state dict, ZeRO-3 16-bit)
+    if not accelerator.is_main_process:
+        return {}
+    return {n: t.detach().cpu().contiguous() for n, t in full.items() if n in names}
 
 
 def copy_trainable_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:

@@ -22,6 +22,12 @@ class Task(Protocol):
     other scalars to log. ``evaluate`` runs on every process over a loader already sharded by
     Accelerate and returns the same dataset-level metrics on every process (gathering is the task's
     job, through ``accelerator.gather_for_metrics``). ``visualise`` writes PNGs for a few samples.
+
+    Optional: ``empty_batch()`` returns a batch of zero samples that ``training_step`` accepts. A task
+    whose step runs collectives of its own (gathered negatives) must offer it: a process whose samples
+    were all skipped then still joins them. Without it, such a process re-runs its previous batch with
+    the outputs multiplied by 0. ``train_dataset`` may be an ``IterableDataset`` with the planning
+    methods of `umgkit.data.ShardStream` (``batches_per_epoch``, ``plan``).
     """
 
     model: nn.Module

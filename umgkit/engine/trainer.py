@@ -26,6 +26,7 @@ from ..errors import CheckpointError, ConfigError, DatasetError
 from ._accel import make_accelerator
 from ._loader_options import loader_options
 from ._seed import SeededItems, seed_everything
+from ._strategy import prepare_model
 from ._window import StepWindow, batch_size
 from .checkpoint import (
     checkpoint_problem,
@@ -75,6 +76,7 @@ class Trainer:
                 self._say(f"train.overwrite: removed {self.output_dir / name} of the previous run")
         acc.wait_for_everyone()
 
+        prepare_model(task.model, acc, cfg)  # fp32 trainables, FSDP units, DeepSpeed clipping check
         optimizer = build_optimizer(task.model, lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas)
         train_loader, val_loader = self._build_loaders()
         self.streaming = isinstance(task.train_dataset, IterableDataset)
@@ -104,6 +106,7 @@ class Trainer:
                                          warmup_steps=tc.warmup_steps, min_lr_ratio=tc.min_lr_ratio)
         self._trainable = [p for p in self.model.parameters() if p.requires_grad]
         self._step_keys: tuple[str, ...] = ()  # keys training_step returns, reused for empty batches
+        self._last_batch: Any = None  # stands in for a batch of skipped samples (see _step_output)
         self.step = 0  # optimizer updates done
         self.epoch = 0  # current epoch (0-based)
         self.batches_in_epoch = 0  # per-process micro-batches of `epoch` consumed
@@ -144,6 +147,13 @@ class Trainer:
             self.logger.close()
         return metrics
 
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Whole trainable tensors by name on the main process ({} elsewhere); gathers shards under FSDP /
+        ZeRO-3, so every process must call it."""
+        from .checkpoint import gathered_trainable
+
+        return gathered_trainable(self.accelerator, self.model)
+
     def evaluate(self) -> dict[str, float]:
         """``task.evaluate`` over the val split on every process (no grad, eval mode); {} without one."""
         if self.val_loader is None:
@@ -152,21 +162,31 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def _step_output(self, batch: Any) -> dict[str, torch.Tensor]:
-        """The task's step; for a batch whose every sample the data layer skipped, the task's own
-        ``empty_batch()`` when it has one (its step then joins its collectives, e.g. gathered negatives,
-        with zero rows), else a zero loss that still touches every trainable parameter, which keeps the
-        gradient all-reduce in step while adding nothing to the update.
+        """The task's step. For a batch whose every sample the data layer skipped, every process must
+        still run the step's collectives (DDP's forward and gradient all-reduce, a task's gathers): the
+        task's own ``empty_batch()`` when it has one (pretraining: zero images), else the last batch
+        this process trained on, with every output multiplied by 0 (it adds nothing to the update).
         """
         if isinstance(batch, dict) and batch.get("batch_size") == 0:
             make_empty = getattr(self.task, "empty_batch", None)
-            if make_empty is None:
+            if make_empty is not None:
+                from accelerate.utils import send_to_device
+
+                return self.task.training_step(self.model, send_to_device(make_empty(),
+                                                                          self.accelerator.device))
+            if self.accelerator.num_processes == 1:  # nothing to keep in step with
                 zero = sum(p.sum() * 0.0 for p in self._trainable)
                 return {key: zero for key in self._step_keys or ("loss",)}
-            from accelerate.utils import send_to_device
-
-            batch = send_to_device(make_empty(), self.accelerator.device)
+            if self._last_batch is None:
+                raise DatasetError(
+                    f"process {self.accelerator.process_index}: the first batch had no readable sample "
+                    f"(data.skip_bad) and task {type(self.task).__name__} has no empty_batch() to run "
+                    "its step on; the other processes would wait for it. Fix or remove the bad samples "
+                    "at the start of the data, or raise data.batch_size.")
+            out = self.task.training_step(self.model, self._last_batch)
+            return {key: value * 0.0 for key, value in out.items()}
         out = self.task.training_step(self.model, batch)
-        self._step_keys = tuple(out)
+        self._step_keys, self._last_batch = tuple(out), batch
         return out
 
     def _epoch_loader(self) -> Any:

@@ -158,13 +158,18 @@ def build_classification_task(cfg: RunConfig, *, model: ClassificationModel | No
     if val is not None:
         val.transform = eval_tf
     if cache:
+        from accelerate import PartialState
+
         cache_dir = opts["cache_dir"] or str(Path(cfg.output_dir).parent / ".feature_cache")
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        backbone = model.backbone.to(device)
+        # This process's own device (cuda:LOCAL_RANK under a launcher). One process per machine computes
+        # a missing entry, the others then read it: the cache folder is per machine unless shared.
+        state = PartialState()
+        backbone = model.backbone.to(state.device)
         common = dict(backbone_name=cfg.model.backbone, pretrained=cfg.model.pretrained, cache_dir=cache_dir,
-                      batch_size=d.eval_batch_size or d.batch_size, device=device)
-        train_set = cached_features(backbone, train_set, **common) if train_set is not None else None
-        val = cached_features(backbone, val, **common) if val is not None else None
+                      batch_size=d.eval_batch_size or d.batch_size, device=state.device)
+        with state.local_main_process_first():
+            train_set = cached_features(backbone, train_set, **common) if train_set is not None else None
+            val = cached_features(backbone, val, **common) if val is not None else None
         backbone.to("cpu")
     return ClassificationTask(model=model, train_dataset=train_set, val_dataset=val, class_names=names,
                               label_smoothing=opts["label_smoothing"])

@@ -30,10 +30,36 @@ def train_and_save(cfg: Any) -> tuple[Task, dict[str, float]]:
     if saves_model and acc.is_main_process:
         write_model_metadata(task.model, folder)
     metrics = trainer.fit()
-    if saves_model and acc.is_main_process:
-        save_model_folder(acc.unwrap_model(trainer.model), folder, metrics=metrics)
+    if saves_model:
+        model = _full_model(trainer, cfg)  # on every process: it may gather shards
+        if acc.is_main_process:
+            save_model_folder(model, folder, metrics=metrics)
     acc.wait_for_everyone()
     return task, metrics
+
+
+def _full_model(trainer: Trainer, cfg: Any) -> TaskModel | None:
+    """The trained model with whole tensors, on the main process (call on every process).
+
+    Under FSDP or ZeRO-3 a process holds only shards of the weights: the trainable ones are gathered and
+    copied into a model rebuilt from the config (frozen weights load from their file again).
+    """
+    from .._tensors import copy_named
+    from ..engine._strategy import shards_parameters
+    from ..models import build_model
+
+    acc = trainer.accelerator
+    trained = acc.unwrap_model(trainer.model)
+    if not shards_parameters(acc):
+        return trained
+    full = trainer.trainable_state()
+    if not acc.is_main_process:
+        return None
+    model = build_model(cfg, trained.class_names, thing_classes=trained.thing_classes,
+                        category_ids=trained.category_ids)
+    copy_named({n: p for n, p in model.named_parameters() if p.requires_grad}, full, source="the run",
+               fix="This is a bug: the rebuilt model differs from the trained one.")
+    return model
 
 
 def evaluate_saved(source: str | os.PathLike, overrides: Iterable[str] = ()) -> tuple[Any, dict[str, float]]:
