@@ -52,7 +52,14 @@ SPECS: dict[str, BenchSpec] = {
         quick=("--backbone", "umg:tiny", "--image-size", "64", "--steps", "2", "--warmup", "1",
                "--infer-steps", "4", "--adapters", "lora", "adaptformer"),
         timeout_s=150.0),
-    "feature_cache": BenchSpec(timeout_s=60.0),
+    "data_pipeline": BenchSpec(
+        cpu=("--num", "200", "--size", "256"),
+        quick=("--num", "60", "--size", "128", "--image-size", "96"),
+        timeout_s=60.0),
+    "feature_cache": BenchSpec(
+        cpu=("--backbone", "umg:small", "--image-size", "128", "--num", "100"),
+        quick=("--backbone", "umg:tiny", "--image-size", "64", "--num", "60"),
+        timeout_s=60.0),
     "predict": BenchSpec(
         cpu=("--backbone", "umg:small", "--image-size", "224", "--images", "16", "--rounds", "2"),
         quick=("--backbone", "umg:tiny", "--image-size", "64", "--batch", "4", "--images", "8",
@@ -62,13 +69,13 @@ SPECS: dict[str, BenchSpec] = {
     "pretrain": BenchSpec(
         cpu=("--backbone", "umg:tiny", "--image-size", "128", "--steps", "2", "--warmup", "1"),
         quick=("--backbone", "umg:tiny", "--image-size", "64", "--steps", "2", "--warmup", "1"),
-        timeout_s=150.0),
+        timeout_s=120.0),
     "train_step": BenchSpec(
         cpu=("--image-size", "112", "--steps", "3", "--warmup", "1", "--rounds", "2"),
         quick=("--image-size", "96", "--steps", "2", "--warmup", "1", "--rounds", "1"),
         gpu=("--model", "vit_base_patch16_224", "--image-size", "224", "--batch", "64", "--steps", "20",
              "--warmup", "5"),
-        timeout_s=150.0),
+        timeout_s=120.0),
 }
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 
