@@ -1,4 +1,5 @@
-"""``umgkit`` command line: train, eval, predict, data synth, list, pretrain, demo, bench, docs, d2-train."""
+"""``umgkit`` command line: train, eval, predict, export, push, serve, data, list, pretrain, demo, bench,
+d2-train."""
 
 from __future__ import annotations
 
@@ -101,6 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("repo", metavar="ORG/NAME", help="Hub repository (created when missing)")
     push.add_argument("--private", action="store_true", help="create the repository as private")
     push.add_argument("--message", default=None, help="commit message")
+
+    srv = sub.add_parser("serve", help="open-vocabulary inference in the browser (Gradio page)",
+                         description="serve a run or model folder, an hf-hub: model, or a umg: / openclip: / "
+                                     "hf: backbone (zero-shot) on a web page; needs the 'app' extra")
+    srv.add_argument("model", metavar="MODEL", help="run or model folder, hf-hub:ORG/NAME, or a backbone")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine "
+                     "only; 0.0.0.0 exposes it to the network)")
+    srv.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    srv.add_argument("--image-size", type=int, default=None,
+                     help="input side for a bare backbone (default: its native size)")
+    srv.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    srv.add_argument("--examples-dir", type=Path, default=None,
+                     help="where the example images are written (default: the user cache folder)")
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", help="write the synthetic world in every supported format")
@@ -337,6 +351,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from ._builtins import import_builtins
+    from .app import serve
+
+    import_builtins()
+    serve(args.model, host=args.host, port=args.port, image_size=args.image_size, device=args.device,
+          examples_dir=args.examples_dir)
+    return 0
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     from .models.hub import push_model
 
@@ -376,7 +400,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "export": _cmd_export,
-             "push": _cmd_push, "data": _cmd_data, "list": _cmd_list, "demo": _cmd_demo}
+             "push": _cmd_push, "serve": _cmd_serve, "data": _cmd_data, "list": _cmd_list, "demo": _cmd_demo}
 _COMMANDS["pretrain"] = _cmd_pretrain
 
 
