@@ -5,6 +5,13 @@
 #
 #   tools/mmseg_env.sh ENV_DIR            # e.g. tools/mmseg_env.sh ~/envs/umgkit-mmseg
 #
+# Measured on 2 cores (torch 2.5.1 from PyPI, its CUDA 12.4 build run on CPU; Python 3.11): mmcv's ops
+# compile in ~35 min with MAX_JOBS=2 while other work ran; everything else installs in a few minutes.
+# Then, in that environment:
+#   umgkit data synth --out data/synthetic_world --num 200 --size 64
+#   umgkit mmseg-train configs/mmseg/upernet_umg_synthetic.py --work-dir work_dirs/synthetic
+#   python -m pytest tests/integrations            # the bridge tests that skip in CI
+#
 # Environment:
 #   UMGKIT_MMSEG_CACHE  where the built mmcv wheel is kept and reused (default ~/.cache/umgkit/mmseg);
 #                       building it takes over an hour on 2 cores, reusing it a few seconds.
@@ -29,7 +36,7 @@ export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 # The versions this bridge is tested with (see docs/mmseg.md for why each one).
 torch_pins=(torch==2.5.1 torchvision==0.20.1)
 mmcv_version=2.1.0
-stack_pins=(mmengine==0.10.7 mmsegmentation==1.2.2 "numpy<2" ftfy regex)
+stack_pins=(mmengine==0.10.7 mmsegmentation==1.2.2 numpy==1.26.4 ftfy regex)
 # umgkit's own requirements, resolved against torch 2.5.1 (the newest releases that accept it).
 umgkit_pins=(-c "$repo/tools/mmseg_constraints.txt")
 
@@ -45,15 +52,17 @@ pip=("$env_dir/bin/python" -m pip)
 extra_index=()
 [[ -n "${TORCH_INDEX_URL:-}" ]] && extra_index=(--extra-index-url "$TORCH_INDEX_URL")
 echo "[mmseg_env] torch: ${torch_pins[*]}"
-"${pip[@]}" install --quiet "${extra_index[@]}" "${torch_pins[@]}" "numpy<2"
+"${pip[@]}" install --quiet "${extra_index[@]}" "${torch_pins[@]}" numpy==1.26.4
 
-torch_tag="$("$env_dir/bin/python" -c 'import sys, torch; print(f"torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}")')"
+torch_tag="$("$env_dir/bin/python" -c 'import sys, torch
+print(f"torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}")')"
 wheel_dir="$cache/$torch_tag"
 mkdir -p "$wheel_dir"
 if ! ls "$wheel_dir"/mmcv-"$mmcv_version"-*.whl >/dev/null 2>&1; then
-    echo "[mmseg_env] building mmcv $mmcv_version with ops (MAX_JOBS=$MAX_JOBS) into $wheel_dir; this takes long"
+    echo "[mmseg_env] building mmcv $mmcv_version with ops (MAX_JOBS=$MAX_JOBS) into $wheel_dir (long)"
     start=$(date +%s)
-    "${pip[@]}" install --quiet "mmengine==0.10.7" ninja psutil "opencv-python<4.11" addict yapf packaging pyyaml
+    "${pip[@]}" install --quiet "mmengine==0.10.7" ninja psutil "opencv-python<4.11" addict yapf packaging \
+        pyyaml
     MMCV_WITH_OPS=1 "${pip[@]}" wheel --no-build-isolation --no-deps --no-binary mmcv \
         "mmcv==$mmcv_version" --wheel-dir "$wheel_dir"
     echo "[mmseg_env] mmcv built in $(( $(date +%s) - start )) s"
@@ -63,12 +72,13 @@ fi
 "${pip[@]}" install --quiet "$wheel_dir"/mmcv-"$mmcv_version"-*.whl "${stack_pins[@]}" "${torch_pins[@]}"
 
 echo "[mmseg_env] umgkit from $repo"
-"${pip[@]}" install --quiet "${umgkit_pins[@]}" "${torch_pins[@]}" --editable "$repo[dev]"
+# Not the dev extra: its Gradio needs huggingface_hub >= 1.16, which transformers 4.x (torch 2.5) refuses.
+"${pip[@]}" install --quiet "${umgkit_pins[@]}" "${torch_pins[@]}" --editable "$repo" pytest
 
 "$env_dir/bin/python" - <<'PY'
 import mmcv, mmengine, mmseg, torch, umgkit
 from mmcv.ops import RoIAlign  # compiled ops are present
-print(f"[mmseg_env] ready: torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, "
-      f"mmseg {mmseg.__version__}, umgkit {umgkit.__version__}")
+print(f"[mmseg_env] ready: torch {torch.__version__}, mmcv {mmcv.__version__}, "
+      f"mmengine {mmengine.__version__}, mmseg {mmseg.__version__}, umgkit {umgkit.__version__}")
 PY
 echo "[mmseg_env] activate with: source $env_dir/bin/activate"

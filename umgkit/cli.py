@@ -1,5 +1,5 @@
 """``umgkit`` command line: train, eval, predict, export, push, serve, data, list, pretrain, demo, bench,
-d2-train."""
+d2-train, mmseg-train."""
 
 from __future__ import annotations
 
@@ -169,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     d2.add_argument("--num-gpus", type=int, default=1, help="processes on this machine (default 1)")
     d2.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                     help="detectron2 config overrides, e.g. SOLVER.MAX_ITER 20 MODEL.DEVICE cpu")
+
+    mm = sub.add_parser("mmseg-train", help="train an mmseg config with a umgkit backbone (needs mmseg; "
+                                            "tools/mmseg_env.sh builds it)",
+                        description="mmseg's Runner with trainable-only umgkit checkpoints, a trainable-only "
+                                    "optimizer and the adapter exported at the end")
+    mm.add_argument("config", type=Path, help="mmseg config, e.g. configs/mmseg/upernet_umg_synthetic.py")
+    mm.add_argument("--work-dir", default=None, help="output folder (default: work_dirs/<config name>)")
+    mm.add_argument("--resume", action="store_true", help="continue from WORK_DIR/checkpoints/step_*")
+    mm.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="mmengine config overrides, e.g. train_cfg.max_iters=20")
 
     bench = sub.add_parser("bench", help="run benchmarks/ and write bench.json + bench.md",
                            description="run every benchmarks/*.py in its own process; write OUT/bench.json "
@@ -418,6 +428,35 @@ def _cmd_d2_train(args: argparse.Namespace) -> int:
 
 
 _COMMANDS["d2-train"] = _cmd_d2_train
+
+
+def _cmd_mmseg_train(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .integrations import MMSEG_INSTALL_HINT, is_mmseg_models_available
+
+    ok, why = is_mmseg_models_available()
+    if not ok:  # mmseg is imported only here, when the command runs
+        print(f"umgkit mmseg-train: {why or MMSEG_INSTALL_HINT}", file=sys.stderr)
+        return 2
+    if not args.config.is_file():
+        raise ConfigError(f"mmseg config {args.config} does not exist; the shipped ones are in "
+                          "configs/mmseg/.")
+    from mmengine.config import DictAction
+
+    options = {}
+    for item in args.cfg_options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--cfg-options {item!r}: give KEY=VALUE, e.g. train_cfg.max_iters=20.")
+        options[key] = DictAction._parse_iterable(value)
+    from .integrations.mmseg.train import train
+
+    adapter = train(args.config, work_dir=args.work_dir, resume=args.resume, cfg_options=options)
+    print(f"mmseg-train: done; the adapter is in {adapter} (umgkit.adapters.load_adapter reads it)")
+    return 0
+
+
+_COMMANDS["mmseg-train"] = _cmd_mmseg_train
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

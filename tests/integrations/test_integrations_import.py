@@ -28,7 +28,7 @@ def test_umgkit_and_its_builtins_import_no_framework():
 
 @pytest.mark.parametrize("package, framework, hint", [
     ("umgkit.integrations.d2", "detectron2", "pip install --no-build-isolation"),
-    ("umgkit.integrations.mmseg", "mmseg", "pip install mmengine"),
+    ("umgkit.integrations.mmseg", "mmseg", "tools/mmseg_env.sh ENV_DIR"),
 ])
 def test_bridge_without_its_framework_raises_with_install_hint(package, framework, hint):
     run = _python(f"import sys\nsys.modules[{framework!r}] = None\nimport {package}\n")

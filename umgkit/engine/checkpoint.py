@@ -53,6 +53,9 @@ __all__ = [
     "find_resumable",
     "trainable_state_dict",
     "gathered_trainable",
+    "split_optimizer_state",
+    "join_optimizer_state",
+    "json_ready",
     "copy_trainable_tensors",
     "remove_stale_temps",
 ]
@@ -197,12 +200,12 @@ def save_checkpoint(accelerator: Any, root: str | os.PathLike, *, step: int, mod
         else:
             save_file(trainable_state_dict(accelerator.unwrap_model(model)),
                       str(tmp / "trainable.safetensors"))
-            opt_tensors, opt_data = _split_optimizer_state(optimizer.state_dict())
+            opt_tensors, opt_data = split_optimizer_state(optimizer.state_dict())
             save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
             _write_json(tmp / "optimizer.json", opt_data)
-        sched = {"scheduler": _plain(scheduler.state_dict())}
+        sched = {"scheduler": json_ready(scheduler.state_dict())}
         if getattr(accelerator, "scaler", None) is not None:
-            sched["grad_scaler"] = _plain(accelerator.scaler.state_dict())
+            sched["grad_scaler"] = json_ready(accelerator.scaler.state_dict())
         _write_json(tmp / "scheduler.json", sched)
         _write_json(tmp / "trainer_state.json", dict(trainer_state, step=step))
         sums = {f.name: file_sha256(f) for f in sorted(tmp.iterdir()) if f.is_file()}
@@ -247,7 +250,7 @@ def load_checkpoint(accelerator: Any, path: str | os.PathLike, *, model: nn.Modu
         tensors = read_safetensors(path / "trainable.safetensors")
         copy_trainable_tensors(accelerator.unwrap_model(model), tensors, path)
         opt_data = _read_json(path / "optimizer.json")
-        optimizer.load_state_dict(_join_optimizer_state(read_safetensors(path / "optimizer.safetensors"),
+        optimizer.load_state_dict(join_optimizer_state(read_safetensors(path / "optimizer.safetensors"),
                                                          opt_data))
     sched = _read_json(path / "scheduler.json")
     scheduler.load_state_dict(sched["scheduler"])
@@ -280,7 +283,9 @@ def copy_trainable_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], p
                error=CheckpointError)
 
 
-def _split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+def split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer ``state_dict`` -> (tensors for safetensors, the JSON rest); `join_optimizer_state`
+    puts them back together."""
     tensors, per_param = {}, {}
     for index, entries in state["state"].items():
         plain = {}
@@ -290,10 +295,10 @@ def _split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
             else:
                 plain[key] = value
         per_param[str(index)] = plain
-    return tensors, _plain({"param_groups": state["param_groups"], "state": per_param})
+    return tensors, json_ready({"param_groups": state["param_groups"], "state": per_param})
 
 
-def _join_optimizer_state(tensors: dict[str, torch.Tensor], data: dict) -> dict:
+def join_optimizer_state(tensors: dict[str, torch.Tensor], data: dict) -> dict:
     state: dict[int, dict] = {int(i): dict(entries) for i, entries in data["state"].items()}
     for key, value in tensors.items():
         _, index, name = key.split(".", 2)
@@ -302,12 +307,12 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], data: dict) -> dict:
     return {"state": state, "param_groups": groups}
 
 
-def _plain(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """JSON-ready copy; tensors become numbers/lists (a 0-d tensor in a param group, e.g. capturable lr)."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [json_ready(v) for v in value]
     if torch.is_tensor(value):
         return value.tolist()
     if value is None or isinstance(value, (bool, int, float, str)):

@@ -18,8 +18,9 @@ D2_INSTALL_HINT = (
     "`git clone https://github.com/facebookresearch/detectron2 && "
     "pip install --no-build-isolation ./detectron2` (see docs/integrations.md).")
 MMSEG_INSTALL_HINT = (
-    "mmsegmentation is not installed: `pip install mmengine 'mmcv>=2.0.0rc4,<2.2.0' mmsegmentation` "
-    "(mmcv with compiled ops; see docs/integrations.md for the torch versions that work).")
+    "mmsegmentation is not installed. It needs mmcv < 2.2.0 with compiled ops, which builds only against "
+    "an older torch: `tools/mmseg_env.sh ENV_DIR` builds that environment (torch 2.5.1, mmcv 2.1.0, "
+    "mmseg 1.2.2, umgkit); see docs/integrations.md.")
 
 
 def _found(module: str) -> bool:
