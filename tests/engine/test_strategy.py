@@ -102,6 +102,7 @@ def test_the_model_folder_under_sharded_parameters_is_rebuilt_from_gathered_tens
         cfg = load_config(ROOT / "configs" / "demo" / "classification.yaml",
                           [f"output_dir={out}", "train.max_steps=2", "train.progress=false",
                            f"data.synthetic.out={tmp_path / 'world'}", "data.synthetic.num=24",
+                           f"data.root={tmp_path / 'world' / 'imagefolder'}", "data.val_split=",
                            "data.synthetic.size=32", "data.image_size=32", "data.batch_size=4"])
         train_and_save(cfg)
         return load_file(str(out / "model" / "head.safetensors"))
