@@ -118,3 +118,22 @@ def test_two_processes_two_workers_each_sample_once_per_epoch_across_kill_and_re
     for epoch in range(2):
         seen = [k for calls in per_rank for keys in calls[8 * epoch:8 * (epoch + 1)] for k in keys]
         assert sorted(seen) == everything, f"epoch {epoch}"
+
+
+def test_a_resumed_stream_augments_each_sample_as_the_unbroken_one(shards):
+    """Random crops depend on (seed, epoch, key) only: the records skipped on resume draw nothing that
+    would shift the crops of the samples after them."""
+    from umgkit.data.transforms import build_transforms
+
+    urls, counts = read_index(shards / "train.shards.json")
+    stream = ShardStream(urls, counts, shuffle_buffer=5,
+                         transform=build_transforms("detection", train=True, image_size=24, scale=(0.3, 1.0)))
+    stream.plan(StreamPlan(epoch=1, seed=4, batch_size=2, batches=16))
+    unbroken = [(it["key"], it["image"]) for it in stream]
+    stream.plan(StreamPlan(epoch=1, seed=4, batch_size=2, batches=16, start_batch=3))
+    resumed = [(it["key"], it["image"]) for it in stream]
+    assert [k for k, _ in resumed] == [k for k, _ in unbroken[6:]]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(resumed, unbroken[6:], strict=True))
+    stream.plan(StreamPlan(epoch=2, seed=4, batch_size=2, batches=16))
+    again = dict((it["key"], it["image"]) for it in stream)
+    assert any(not torch.equal(again[k], img) for k, img in unbroken)  # a new epoch, new crops

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from .._rng import item_seed, key_index, seeded
 from ..registry import DATASETS
 from ._images import BadSampleError, DatasetError
 from .manifest import item_from_record, manifest_file, parse_record
@@ -283,8 +284,13 @@ class ShardStream(IterableDataset):
                 raise
             self.num_skipped += 1
             return None
-        item["key"] = sample["__key__"]
-        return self.transform(item) if self.transform is not None else item
+        item["key"] = key = sample["__key__"]
+        if self.transform is None:
+            return item
+        # The sample's augmentation depends on (seed, epoch, key) only: a resumed stream, whose workers
+        # skipped records without drawing, crops each remaining sample as the unbroken run did.
+        with seeded(item_seed(self.plan_.seed, self.plan_.epoch, key_index(key))):
+            return self.transform(item)
 
 
 def _buffer_shuffle(stream: Iterator[Any], size: int, rng: random.Random) -> Iterator[Any]:

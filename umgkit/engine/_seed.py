@@ -6,14 +6,14 @@ States are split into tensors (torch / CUDA generators, stored in safetensors) a
 
 from __future__ import annotations
 
-import contextlib
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from .._rng import item_seed, seeded
 
 __all__ = ["seed_everything", "capture_rng_state", "restore_rng_state", "SeededItems", "item_seed"]
 
@@ -57,31 +57,6 @@ def restore_rng_state(tensors: dict[str, torch.Tensor], data: dict[str, Any]) ->
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A 32-bit seed for item ``index`` of ``epoch`` (NumPy's SeedSequence mixes the three)."""
-    return int(np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1)[0])
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Python, NumPy and torch (CPU) generators seeded with ``seed`` inside, restored afterwards.
-
-    torch's CPU generator is used directly: ``torch.manual_seed`` also seeds every accelerator backend
-    and costs ~0.4 ms, paid per sample here.
-    """
-    cpu = torch.default_generator
-    states = cpu.get_state(), random.getstate(), np.random.get_state()
-    cpu.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        cpu.set_state(states[0])
-        random.setstate(states[1])
-        np.random.set_state(states[2])
-
-
 class SeededItems(Dataset):
     """Map-style view of ``dataset`` whose item ``i`` is loaded with every generator seeded from
     ``(seed, epoch, i)``.
@@ -108,5 +83,5 @@ class SeededItems(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
-        with _seeded(item_seed(self.seed, self.epoch, index)):
+        with seeded(item_seed(self.seed, self.epoch, index)):
             return self.dataset[index]
