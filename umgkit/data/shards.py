@@ -84,13 +84,23 @@ def write_shards(manifest: str | Path, out_dir: str | Path, *, samples_per_shard
     if samples_per_shard < 1:
         raise DatasetError(f"samples per shard must be >= 1, got {samples_per_shard}.")
     split = split or manifest.stem
-    lines = [(n, ln) for n, ln in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1)
-             if ln.strip()]
-    if not lines:
+    # One pass notes where each shard's records start (byte offset, record index, line number); the
+    # writers read their own lines from there, so the manifest is never held in memory.
+    starts, records = [], 0
+    with manifest.open("rb") as fh:
+        offset = 0
+        for lineno, line in enumerate(fh, start=1):
+            if line.strip():
+                if records % samples_per_shard == 0:
+                    starts.append((offset, records, lineno))
+                records += 1
+            offset += len(line)
+    if not records:
         raise DatasetError(f"manifest {manifest} has no records.")
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(manifest), str(out / f"{split}-{s:06d}.tar"), lines[start:start + samples_per_shard], start)
-            for s, start in enumerate(range(0, len(lines), samples_per_shard))]
+    jobs = [(str(manifest), str(out / f"{split}-{s:06d}.tar"), at, first, lineno,
+             min(samples_per_shard, records - first))
+            for s, (at, first, lineno) in enumerate(starts)]
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(jobs), desc="shards", unit="shard", disable=not progress)
@@ -114,26 +124,35 @@ def write_shards(manifest: str | Path, out_dir: str | Path, *, samples_per_shard
     return index
 
 
-def _write_one(manifest: str, shard: str, lines: list[tuple[int, str]], first: int) -> dict:
-    """One shard with webdataset's TarWriter; keys are the record's position in the manifest."""
+def _write_one(manifest: str, shard: str, at: int, first: int, lineno: int, count: int) -> dict:
+    """One shard with webdataset's TarWriter: ``count`` records from byte ``at`` of the manifest (the first
+    is record ``first``, on line ``lineno``); keys are the records' positions in the manifest."""
     import webdataset as wds
 
     root, path = Path(manifest).parent, Path(shard)
     tmp = path.with_name(f".{path.name}.tmp")
-    with wds.TarWriter(str(tmp), encoder=False, mtime=0.0) as sink:  # same manifest, same bytes
-        for offset, (lineno, line) in enumerate(lines):
-            rec = parse_record(line, f"{manifest}:{lineno}")
+    with open(manifest, "rb") as fh, wds.TarWriter(str(tmp), encoder=False, mtime=0.0) as sink:
+        fh.seek(at)
+        written = 0
+        while written < count:
+            line = fh.readline()
+            if not line.strip():
+                lineno += 1
+                continue
+            where = f"{manifest}:{lineno}"
+            rec = parse_record(line.decode("utf-8"), where)
             image = root / rec["image"]
             ext = image.suffix.lower().lstrip(".")
             if ext not in _IMAGE_EXTS:
-                raise DatasetError(f"{manifest}:{lineno}: image {image} has extension .{ext}; shards take "
+                raise DatasetError(f"{where}: image {image} has extension .{ext}; shards take "
                                    f"{', '.join(_IMAGE_EXTS)}.")
             if not image.is_file():
-                raise DatasetError(f"{manifest}:{lineno}: image {image} does not exist.")
-            sink.write({"__key__": f"{first + offset:09d}", "json": json.dumps(rec, sort_keys=True).encode(),
+                raise DatasetError(f"{where}: image {image} does not exist.")
+            sink.write({"__key__": f"{first + written:09d}", "json": json.dumps(rec, sort_keys=True).encode(),
                         ext: image.read_bytes()})
+            written, lineno = written + 1, lineno + 1
     os.replace(tmp, path)
-    return {"url": path.name, "samples": len(lines)}
+    return {"url": path.name, "samples": count}
 
 
 def read_index(path: str | Path) -> tuple[list[str], list[int]]:
