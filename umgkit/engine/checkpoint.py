@@ -56,6 +56,7 @@ __all__ = [
     "split_optimizer_state",
     "join_optimizer_state",
     "json_ready",
+    "publish_checkpoint",
     "copy_trainable_tensors",
     "remove_stale_temps",
 ]
@@ -208,20 +209,29 @@ def save_checkpoint(accelerator: Any, root: str | os.PathLike, *, step: int, mod
             sched["grad_scaler"] = json_ready(accelerator.scaler.state_dict())
         _write_json(tmp / "scheduler.json", sched)
         _write_json(tmp / "trainer_state.json", dict(trainer_state, step=step))
-        sums = {f.name: file_sha256(f) for f in sorted(tmp.iterdir()) if f.is_file()}
-        _write_json(tmp / COMPLETE_MARKER, {"step": step, "sha256": sums})
-        _fsync_dir(tmp)
-        aside = root / f"{final.name}{_ASIDE}"
-        if final.exists():  # the step is saved again: keep the old folder until the new one is in place
-            shutil.rmtree(aside, ignore_errors=True)
-            os.replace(final, aside)
-        os.replace(tmp, final)
-        _fsync_dir(root)
-        shutil.rmtree(aside, ignore_errors=True)
-        if keep_last > 0:
-            for _, old in list_checkpoints(root)[:-keep_last]:
-                shutil.rmtree(old, ignore_errors=True)
+        publish_checkpoint(tmp, root, step, keep_last=keep_last)
     accelerator.wait_for_everyone()
+    return final
+
+
+def publish_checkpoint(tmp: Path, root: Path, step: int, *, keep_last: int = 0) -> Path:
+    """Seal the filled folder ``tmp`` (the ``complete`` marker with every file's sha256) and rename it to
+    ``root/step_<step>``; a step saved again keeps its old folder aside until the new one is in place.
+    ``keep_last > 0`` then removes older complete checkpoints beyond that count. Returns the final path."""
+    final = root / f"step_{step:07d}"
+    sums = {f.name: file_sha256(f) for f in sorted(tmp.iterdir()) if f.is_file()}
+    _write_json(tmp / COMPLETE_MARKER, {"step": step, "sha256": sums})
+    _fsync_dir(tmp)
+    aside = root / f"{final.name}{_ASIDE}"
+    if final.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(final, aside)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    shutil.rmtree(aside, ignore_errors=True)
+    if keep_last > 0:
+        for _, old in list_checkpoints(root)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 

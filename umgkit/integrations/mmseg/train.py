@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +31,13 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import HOOKS, OPTIM_WRAPPER_CONSTRUCTORS
 from safetensors.torch import save_file
 
-from ..._io import file_sha256
 from ..._tensors import read_safetensors
 from ...engine.checkpoint import (
-    COMPLETE_MARKER,
     copy_trainable_tensors,
     join_optimizer_state,
     json_ready,
     latest_checkpoint,
+    publish_checkpoint,
     split_optimizer_state,
     trainable_state_dict,
 )
@@ -95,10 +94,8 @@ def save_training_state(runner: Any, root: Path, step: int, *, keep_last: int = 
     if not is_main_process():
         return None
     model = _model(runner)
-    final = root / f"step_{step:07d}"
-    tmp = root / f".step_{step:07d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="ckpt-", suffix=".tmp", dir=root))  # a kill leaves only this, ignored
     save_file(trainable_state_dict(model), str(tmp / "trainable.safetensors"))
     tensors, data = split_optimizer_state(runner.optim_wrapper.optimizer.state_dict())
     save_file(tensors, str(tmp / "optimizer.safetensors"))
@@ -108,16 +105,7 @@ def save_training_state(runner: Any, root: Path, step: int, *, keep_last: int = 
     bridge = _find(model)
     if bridge.adapter.method != "frozen":
         bridge.umgkit.export_adapter(tmp / "adapter")
-    sums = {f.name: file_sha256(f) for f in sorted(tmp.iterdir()) if f.is_file()}
-    _write(tmp / COMPLETE_MARKER, {"step": step, "sha256": sums})
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    if keep_last > 0:
-        steps = sorted(p for p in root.glob("step_*") if (p / COMPLETE_MARKER).is_file())
-        for old in steps[:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
-    return final
+    return publish_checkpoint(tmp, root, step, keep_last=keep_last)
 
 
 def load_training_state(runner: Any, path: Path) -> int:
