@@ -1,9 +1,9 @@
 """YAML config files with ``_base_`` inheritance and dotted command-line overrides.
 
 A file may name one or more ``_base_`` files (paths relative to itself); bases are merged first, in
-order, and the file's own keys win, recursively for mappings. YAML is parsed with ``yaml.safe_load``:
-configs are data and nothing in them is executed. Each leaf remembers which file set it, so a schema
-error can point at the right file.
+order, and the file's own keys win, recursively for mappings. YAML is parsed with a ``yaml.SafeLoader``
+that refuses duplicate keys: configs are data and nothing in them is executed. Each leaf remembers which
+file set it, so a schema error can point at the right file.
 """
 
 from __future__ import annotations
@@ -59,9 +59,17 @@ def load_yaml_tree(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, dic
         raise ConfigError(f"config file {path} does not exist{where}. Check the path; `_base_` paths are "
                           f"relative to the file that names them.")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not a text file ({err.reason} at byte {err.start}); give a YAML config "
+                          f"file, e.g. configs/demo/classification.yaml.") from err
+    except ConfigError as err:  # a duplicate key: the loader knows the lines, this function the file
+        raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if raw is None and not _chain:
+        raise ConfigError(f"config file {path} is empty; write the run's keys in it (task, model, data, "
+                          f"...), e.g. starting from configs/demo/classification.yaml.")
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -80,6 +88,22 @@ def load_yaml_tree(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, dic
     _merge(merged, raw)
     origins.update({key: str(path) for key in _leaf_paths(raw)})
     return merged, origins
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the last one
+    silently, so ``lr: 1`` above ``lr: 2`` would train with a value the user may not have meant)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen and key != "<<":
+                raise ConfigError(f"key '{key}' is given twice (lines {seen[key]} "
+                                  f"and {line}) in one mapping; keep one of them.")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def apply_overrides(data: dict, origins: dict[str, str], overrides: Iterable[str]) -> None:
