@@ -30,8 +30,8 @@ import torch
 from safetensors.torch import save_file
 
 from .._io import atomic_write, atomic_write_text, file_sha256
-from .._tensors import copy_named, read_safetensors
-from ..errors import ModelError
+from .._tensors import copy_named, read_safetensors, reading_weights
+from ..errors import ConfigError, ModelError
 from .base import TaskModel
 
 __all__ = ["MODEL_DIR", "ModelSource", "resolve_model_source", "write_model_metadata", "save_model_folder",
@@ -41,6 +41,7 @@ MODEL_DIR = "model"
 FORMAT = "umgkit-model/1"
 _HEAD = "head.safetensors"
 _ADAPTER = "adapter"
+_DAMAGED = "The folder is incomplete or damaged; copy it again from its run."
 
 
 @dataclass(frozen=True)
@@ -204,10 +205,24 @@ def load_model(path: str | os.PathLike | ModelSource, *, overrides: Iterable[str
     if source.kind != "checkpoint" and not info.get("complete"):
         raise ModelError(f"{folder} is the model folder of a run that has not finished; evaluate one of its "
                          f"checkpoints instead (umgkit eval {folder.parent}/checkpoints/step_...).")
+    if not (folder / "config.yaml").is_file():
+        raise ModelError(f"{folder / 'config.yaml'} is missing; the model folder is incomplete (the model is "
+                         "rebuilt from it). Copy the folder again from its run, or re-export it.")
     cfg = _resolve_in_folder(load_config(folder / "config.yaml", list(overrides)), folder)
-    names = _read_json(folder / "class_names.json") if (folder / "class_names.json").is_file() else None
-    model = build_model(cfg, names, thing_classes=info.get("thing_classes"),
-                        category_ids=info.get("category_ids"))
+    _check_records_agree(info, cfg, folder)
+    names_file = folder / "class_names.json"
+    names = _read_json(names_file) if names_file.is_file() else None
+    try:
+        model = build_model(cfg, names, thing_classes=info.get("thing_classes"),
+                            category_ids=info.get("category_ids"))
+    except ModelError:
+        raise
+    except ConfigError as err:
+        if names is None and "class names" in str(err):  # the folder lost the file it was saved with
+            raise ModelError(f"{names_file} is missing; this {cfg.task} model needs its class names. Copy the "
+                             "model folder again from its run, or restore the file (a JSON list of names in "
+                             "label order).") from err
+        raise
     _check_backbone(model, info.get("backbone") or {}, folder)
     if source.kind == "checkpoint":
         _load_checkpoint_weights(model, source.path)
@@ -225,7 +240,8 @@ def _load_folder_weights(model: TaskModel, folder: Path) -> None:
         if not (adapter_dir / WEIGHTS_NAME).is_file():
             raise ModelError(f"{adapter_dir / WEIGHTS_NAME} is missing; the model folder is incomplete "
                              "(copy it again, or re-export it from its run).")
-        method, options = _read_method(adapter_dir)
+        with reading_weights(adapter_dir / WEIGHTS_NAME, _DAMAGED):  # the header holds the method
+            method, options = _read_method(adapter_dir)
         if (method, options) != (model.adapter.method, model.adapter.options):
             raise ModelError(f"{adapter_dir / CONFIG_NAME} holds adapter {method} {options}, but config.yaml "
                              f"builds {model.adapter.method} {model.adapter.options}; restore the folder's "
@@ -245,7 +261,20 @@ def _load_checkpoint_weights(model: TaskModel, checkpoint: Path) -> None:
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    return read_safetensors(path, fix="The folder is incomplete or damaged; copy it again from its run.")
+    return read_safetensors(path, fix=_DAMAGED)
+
+
+def _check_records_agree(info: dict[str, Any], cfg: Any, folder: Path) -> None:
+    """model.json and config.yaml are written together; refuse a folder where one was edited (the
+    config would silently win and build a model the metadata does not describe)."""
+    recorded = {"task": info.get("task"), "head": info.get("head")}
+    built = {"task": cfg.task, "head": cfg.model.head or None}
+    for key, value in recorded.items():
+        if key in info and value != built[key]:
+            where = "task" if key == "task" else "model.head"
+            raise ModelError(f"{folder / 'model.json'} records {key} {value!r} but {folder / 'config.yaml'} "
+                             f"has {where}: {built[key]!r}; one of them was edited. Copy the model folder "
+                             "again from its run (or re-export it).")
 
 
 def _read_json(path: Path) -> Any:
