@@ -20,30 +20,58 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 from safetensors.torch import save_file
 from torch import nn
 
-from .._io import atomic_write
+from .._io import atomic_write, check_output_folder
 from ..errors import ModelError
-from .folder import load_model, resolve_model_source, save_model_folder
+from .base import TaskModel
+from .folder import ModelSource, load_model, resolve_model_source, save_model_folder
 
 __all__ = ["export_model", "save_backbone_weights"]
 
 
 def export_model(source: str | os.PathLike, out: str | os.PathLike, *, merge: bool = False,
                  overrides: Iterable[str] = ()) -> Path:
-    """Write the model of ``source`` (run, model or checkpoint folder) into ``out`` as a model folder."""
-    from ..adapters import merge_adapter
-    from ..registry import ADAPTERS
+    """Write the model of ``source`` (run, model or checkpoint folder) into ``out`` as a model folder.
 
+    ``out`` must be new or empty and outside the source (checked before anything is written); a failed
+    export removes the folder it created."""
     source = resolve_model_source(source)
+    out = Path(out)
+    _check_target(source, out)  # before anything is loaded or written
     model = load_model(source, overrides=overrides)
     info_file = source.model_dir / "model.json"
     metrics = json.loads(info_file.read_text(encoding="utf-8")).get("metrics") or {}
-    out = Path(out)
+    created = not out.exists()
+    try:
+        return _write(model, out, merge, metrics)
+    except BaseException:
+        if created:  # a failed export leaves no half-written folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _check_target(source: ModelSource, out: Path) -> None:
+    """Refuse an export folder that is the source, lies inside it, or already holds files: writing there
+    would replace or mix with the trained model (a crash or ``--merge`` half way would damage it)."""
+    target = out.expanduser().resolve()
+    for folder in {source.path, source.model_dir} - {None}:
+        folder = folder.expanduser().resolve()
+        if target == folder or folder in target.parents:
+            raise ModelError(f"the export folder {out} is {'' if target == folder else 'inside '}{folder}, "
+                             "the source being exported; give --out a new folder outside it.")
+    check_output_folder(out, "the export folder (--out)", empty=True)
+
+
+def _write(model: TaskModel, out: Path, merge: bool, metrics: dict) -> Path:
+    from ..adapters import merge_adapter
+    from ..registry import ADAPTERS
+
     if not merge:
         return save_model_folder(model, out, metrics=metrics)
     adapter = model.adapter
