@@ -126,27 +126,22 @@ def _note_trained_run(config: Path, overrides: list[str]) -> None:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from ._builtins import import_builtins
-    from .data._images import read_lines
+    from ._io import check_output_folder
     from .errors import ModelError
     from .models import Predictor
 
+    check_output_folder(args.out, "--out")  # before the model loads
     import_builtins()
     classes = None
     if args.classes_file is not None:
-        if not args.classes_file.is_file():
-            raise ModelError(f"--classes-file {args.classes_file} does not exist; give a text file with one "
-                             "class name per line.")
-        classes = read_lines(args.classes_file)
+        classes = _read_names(args.classes_file, "--classes-file", "one class name per line")
     if args.classes is not None:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]
         if not classes:
             raise ModelError(f"--classes {args.classes!r} names no class; give comma-separated names.")
     texts = list(args.texts or [])
     if args.texts_file is not None:
-        if not args.texts_file.is_file():
-            raise ModelError(f"--texts-file {args.texts_file} does not exist; give a file with one text per "
-                             "line.")
-        texts += read_lines(args.texts_file)
+        texts += _read_names(args.texts_file, "--texts-file", "one text per line")
     predictor = Predictor.from_pretrained(args.model, overrides=args.overrides, class_names=classes,
                                           device=args.device, batch_size=args.batch_size, top_k=args.top_k)
     sources, files = predictor.predict_to(args.inputs, args.out, texts=texts or None, skip_bad=args.skip_bad,
@@ -156,6 +151,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     print(f"{predictor.task}: {len(sources)} images predicted, {len(predictor.skipped)} skipped; "
           f"{len(files)} files written to {args.out}")
     return 0
+
+
+def _read_names(path: Path, flag: str, layout: str) -> list[str]:
+    """The non-empty lines of a ``--classes-file`` / ``--texts-file``, or an error naming the file."""
+    from .data._images import read_lines
+    from .errors import ModelError
+
+    if path.is_dir():
+        raise ModelError(f"{flag} {path} is a folder; give a text file with {layout}.")
+    if not path.is_file():
+        raise ModelError(f"{flag} {path} does not exist; give a text file with {layout}.")
+    lines = read_lines(path)
+    if not lines:
+        raise ModelError(f"{flag} {path} is empty; write {layout} in it.")
+    return lines
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -28,21 +28,29 @@ class BadSampleError(DatasetError):
     """One sample is unusable (missing/corrupt/truncated file, label out of range).
 
     With ``skip_bad=True`` readers catch it, return ``None`` for the sample and `collate_dicts` counts it.
+    ``plain`` is the message without advice about dataset config keys (``data.skip_bad``), for callers
+    where those do not apply (``umgkit predict`` has ``--skip-bad``); it defaults to the message.
     """
+
+    def __init__(self, message: str = "", *, key: str | None = None, plain: str | None = None) -> None:
+        super().__init__(message, key=key)
+        self.plain = plain or message
 
 
 def open_checked(path: Path) -> Image.Image:
     if not path.is_file():
         raise BadSampleError(f"Missing file: {path}. Restore it, fix the path in the annotations, "
-                             "or set data.skip_bad=true to skip and count such samples.")
+                             "or set data.skip_bad=true to skip and count such samples.",
+                             plain=f"Missing file: {path}. Restore it or fix the path.")
     try:
         img = Image.open(path)
         img.load()  # decodes fully; raises OSError on truncated data
     except Image.DecompressionBombError as err:
         raise BadSampleError(f"Image {path} is implausibly large ({err}). Resize or remove it.") from err
     except Exception as err:  # Pillow decoders raise OSError, SyntaxError, EOFError, struct.error, ...
-        raise BadSampleError(f"Corrupt or truncated image: {path} ({err}). Re-download or re-encode it, "
-                             "or set data.skip_bad=true to skip and count such samples.") from err
+        problem = f"Corrupt or truncated image: {path} ({err})."
+        raise BadSampleError(f"{problem} Re-download or re-encode it, or set data.skip_bad=true to skip and "
+                             "count such samples.", plain=f"{problem} Re-encode or remove it.") from err
     return img
 
 

@@ -68,8 +68,9 @@ class Trainer(Resuming):
         # Before anything is written: the checkpoint to resume from, or the folder made this run's own.
         self._resume_from = self._find_resume_checkpoint()
         if self._resume_from is None and acc.is_main_process:
+            why = "train.overwrite" if tc.overwrite else "a start that never trained"
             for name in claim_run_folder(self.output_dir, overwrite=tc.overwrite):
-                self._say(f"train.overwrite: removed {self.output_dir / name} of the previous run")
+                self._say(f"{why}: removed {self.output_dir / name} of the previous run")
         acc.wait_for_everyone()
 
         prepare_model(task.model, acc, cfg)  # fp32 trainables, FSDP units, DeepSpeed clipping check

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .._io import check_output_folder
 from ..data._images import BadSampleError, load_image
 from ..data.classification import IMAGE_EXTENSIONS
 from ..errors import ModelError
@@ -57,7 +59,7 @@ class Predictor:
             model = build_model(model, class_names)
         elif class_names is not None:
             model.set_class_names(class_names)
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = _device(device) if device is not None else _default_device()
         self.model = model.eval().to(self.device)
         self.transform = model.preprocess.transform()
         data = getattr(model.config, "data", None)
@@ -108,13 +110,24 @@ class Predictor:
     def predict_to(self, inputs: ImageInput | Sequence[ImageInput], directory: str | os.PathLike,
                    **kwargs: Any) -> tuple[list[str], list[Path]]:
         """Predict and write what ``umgkit predict`` writes into ``directory``, one batch at a time (nothing
-        but summary rows is kept); returns ``(predicted sources, written files)``."""
+        but summary rows is kept); returns ``(predicted sources, written files)``. When every input was
+        skipped (``skip_bad``) it raises instead of leaving an empty result behind."""
+        directory = check_output_folder(directory, "the output folder (--out)")
         if kwargs.get("classes") is not None:  # before the summary files read the vocabulary
             self.set_classes(kwargs.pop("classes"))
         stream = self.iter_predictions(inputs, **kwargs)
         m = self.model
-        return write_predictions(stream, directory, class_names=m.class_names, category_ids=m.category_ids,
-                                 thing_classes=m.thing_classes, texts=kwargs.get("texts") or ())
+        created = not directory.exists()
+        sources, files = write_predictions(stream, directory, class_names=m.class_names,
+                                           category_ids=m.category_ids, thing_classes=m.thing_classes,
+                                           texts=kwargs.get("texts") or ())
+        if not sources and self.skipped:  # every input was skipped: an empty result is no result
+            if created:
+                shutil.rmtree(directory, ignore_errors=True)
+            reason = self.skipped[0][1]
+            raise ModelError(f"no image could be read: all {len(self.skipped)} inputs were skipped as "
+                             f"unreadable (first: {reason}). Check the input paths.")
+        return sources, files
 
     @torch.no_grad()
     def iter_predictions(self, inputs: ImageInput | Sequence[ImageInput], *,
@@ -142,9 +155,9 @@ class Predictor:
                     source, image = _read(item, index)
                 except BadSampleError as err:
                     if not skip_bad:
-                        raise ModelError(f"{err} (predict: pass skip_bad=True / --skip-bad to list such "
-                                         "images and predict the rest)") from err
-                    self.skipped.append((str(item), str(err)))
+                        raise ModelError(f"{err.plain} Or pass --skip-bad (skip_bad=True) to list such "
+                                         "images and predict the rest.") from err
+                    self.skipped.append((str(item), err.plain))
                     bar.update(1)
                     continue
                 model_input = self.transform({"image": image})["image"]
@@ -287,6 +300,21 @@ def _read(item: ImageInput, index: int) -> tuple[str, torch.Tensor]:
         t = item.detach().cpu()
         return name, t.float().div(255.0) if t.dtype == torch.uint8 else t.float()
     raise ModelError(f"input {index} is a {type(item).__name__}; give paths, PIL images, arrays or tensors.")
+
+
+def _device(name: str | torch.device) -> torch.device:
+    """``name`` as a device this machine has; a typo or an absent accelerator is the user's to fix."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ModelError(f"device {name!r} is not a device name ({err}); give cpu, cuda or cuda:N "
+                         "(--device).") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {name!r}: this machine has no CUDA GPU torch can use; give --device cpu.")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ModelError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                         f"numbered from 0; give --device cuda:0.")
+    return device
 
 
 def _config_class_names(cfg: Any) -> list[str] | None:
