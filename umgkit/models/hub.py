@@ -34,7 +34,6 @@ def download_model(spec: str) -> Path:
     """The local snapshot folder of ``hf-hub:ORG/NAME[@REV]`` (downloaded, or from the cache offline)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
-        HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -54,8 +53,9 @@ def download_model(spec: str) -> Path:
     except (RepositoryNotFoundError, RevisionNotFoundError) as err:
         raise ModelError(f"{spec}: no such repository or revision on the hub ({type(err).__name__}); check "
                          "the name, or log in (`hf auth login`) for a private one.") from err
-    except (HfHubHTTPError, OSError) as err:
-        raise ModelError(f"{spec}: the download failed ({err}).") from err
+    except _transfer_errors() as err:
+        raise ModelError(f"{spec}: the download failed ({_first_line(err)}); check the network, or copy the "
+                         "model folder here and give its path.") from err
     if not (folder / "model.json").is_file():
         raise ModelError(f"{spec} is not a umgkit model (no model.json in the repository); load it with the "
                          "library it was written for.")
@@ -87,8 +87,49 @@ def push_model(source: str | os.PathLike, repo_id: str, *, private: bool = False
         raise ModelError(f"{folder} references backbone weights outside itself ({weights}), which nobody "
                          "downloading it would have; `umgkit export RUN --out DIR --merge` writes a folder "
                          "that carries them, or train on a backbone that loads by name.")
+    token = _push_token(repo_id, token)  # before any request: offline or logged out is known here
     api = HfApi(token=token)
-    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-    commit = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
-                               commit_message=commit_message or f"umgkit {info['task']} model")
+    try:
+        api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+        commit = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
+                                   commit_message=commit_message or f"umgkit {info['task']} model")
+    except _transfer_errors() as err:
+        raise ModelError(f"pushing {folder} to {repo_id} failed: {_first_line(err)}. Check the network, the "
+                         "repository name and that your token may write to it (`hf auth login`).") from err
     return str(getattr(commit, "commit_url", commit))
+
+
+def _push_token(repo_id: str, token: str | None) -> str:
+    """The token to push with; an offline hub or a missing login is one error, before any request."""
+    from huggingface_hub import get_token
+
+    from ..backbones._weights import hub_offline
+
+    if hub_offline():
+        raise ModelError(f"cannot push to {repo_id}: the hub is offline (HF_HUB_OFFLINE is set); unset "
+                         "HF_HUB_OFFLINE on a machine with network and push again.")
+    token = token or get_token()
+    if not token:
+        raise ModelError(f"cannot push to {repo_id}: no Hugging Face token; log in with `hf auth login` or "
+                         "set HF_TOKEN to a token with write access.")
+    return token
+
+
+def _transfer_errors() -> tuple[type[BaseException], ...]:
+    """What the hub client raises for network, HTTP and permission failures (huggingface_hub uses httpx or
+    its httpx2 fork; older releases used requests)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    errors: list[type[BaseException]] = [HfHubHTTPError, OSError]  # OfflineModeIsEnabled is an OSError
+    clients = (("httpx", "HTTPError"), ("httpx2", "HTTPError"), ("requests", "RequestException"))
+    for module, name in clients:
+        try:
+            errors.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__).rstrip(".")
