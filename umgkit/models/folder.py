@@ -219,9 +219,9 @@ def load_model(path: str | os.PathLike | ModelSource, *, overrides: Iterable[str
         raise
     except ConfigError as err:
         if names is None and "class names" in str(err):  # the folder lost the file it was saved with
-            raise ModelError(f"{names_file} is missing; this {cfg.task} model needs its class names. Copy the "
-                             "model folder again from its run, or restore the file (a JSON list of names in "
-                             "label order).") from err
+            raise ModelError(f"{names_file} is missing; this {cfg.task} model needs its class names. Copy "
+                             "the model folder again from its run, or restore the file (a JSON list of names "
+                             "in label order).") from err
         raise
     _check_backbone(model, info.get("backbone") or {}, folder)
     if source.kind == "checkpoint":
