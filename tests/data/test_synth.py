@@ -26,6 +26,7 @@ from umgkit.data.synth import (
     min_visible_area,
 )
 from umgkit.data.synth import world as world_module
+from umgkit.errors import ConfigError
 
 # pycocotools' decode trips a numpy 2 deprecation inside pycocotools itself; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -277,7 +278,7 @@ def test_rerun_replaces_a_world_but_refuses_foreign_folders(tmp_path):
     assert len(list((tmp_path / "w" / "coco" / "train").glob("*.png"))) == 3  # stale images removed
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="notes.txt"):
+    with pytest.raises(ConfigError, match="notes.txt"):
         generate_world(tmp_path / "mine", num=2, size=32, progress=False)
     with pytest.raises(ValueError, match="size"):
         generate_world(tmp_path / "x", num=2, size=8, progress=False)

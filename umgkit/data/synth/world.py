@@ -17,7 +17,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..._io import atomic_write_text
+from ..._io import atomic_write_text, check_output_folder
+from ...errors import ConfigError
 from .vocab import ADE_CLASSES, COLOURS, STUFF_CLASSES, THING_CLASSES, stuff_category_id, thing_category_id
 from .writers import ADE_SPLITS, render_image
 
@@ -40,16 +41,16 @@ def split_sizes(num: int, val_fraction: float) -> dict[str, int]:
 
 
 def _prepare(out: Path) -> None:
-    """Create ``out``; clear a previous world there, refuse a folder holding anything else."""
+    """Create ``out``; clear a previous world there, refuse a file, a path below one, or a folder holding
+    anything else (before anything is written)."""
+    check_output_folder(out, "--out")
     if out.exists():
-        if not out.is_dir():
-            raise FileExistsError(f"--out {out} is a file; give a folder for the synthetic world.")
         entries = {p.name for p in out.iterdir()}
         foreign = sorted(entries - _LAYOUT_NAMES)
         if foreign:
-            raise FileExistsError(
-                f"{out} already holds files that are not a synthetic world ({', '.join(foreign[:5])}). "
-                "Choose an empty or new folder; umgkit only replaces a folder it wrote itself.")
+            raise ConfigError(
+                f"--out {out} already holds files that are not a synthetic world ({', '.join(foreign[:5])})."
+                " Choose an empty or new folder; umgkit only replaces a folder it wrote itself.")
         for name in sorted(entries):  # a previous (maybe larger) world: stale images must not linger
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -150,13 +151,14 @@ def generate_world(out: str | Path, num: int, size: int = 128, seed: int = 0, va
         {'train': 16, 'val': 4}
     """
     if int(num) != num or num < 1:
-        raise ValueError(f"num={num}: give a positive whole number of images.")
+        raise ConfigError(f"num={num} (--num): give a positive whole number of images.")
     if int(size) != size or size < 32:
-        raise ValueError(f"size={size}: images must be at least 32 pixels wide for the shapes to be legible.")
+        raise ConfigError(f"size={size} (--size): images must be at least 32 pixels wide for the shapes to be "
+                          "legible.")
     if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed={seed}: give a non-negative integer seed.")
+        raise ConfigError(f"seed={seed} (--seed): give a non-negative integer seed.")
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction={val_fraction}: give a share in [0, 1), e.g. 0.2.")
+        raise ConfigError(f"val_fraction={val_fraction} (--val-fraction): give a share in [0, 1), e.g. 0.2.")
     num, size, seed = int(num), int(size), int(seed)
     out = Path(out).expanduser()
     _prepare(out)
