@@ -153,8 +153,8 @@ def generate_world(out: str | Path, num: int, size: int = 128, seed: int = 0, va
     if int(num) != num or num < 1:
         raise ConfigError(f"num={num} (--num): give a positive whole number of images.")
     if int(size) != size or size < 32:
-        raise ConfigError(f"size={size} (--size): images must be at least 32 pixels wide for the shapes to be "
-                          "legible.")
+        raise ConfigError(f"size={size} (--size): images must be at least 32 pixels wide for the shapes "
+                          "to be legible.")
     if int(seed) != seed or seed < 0:
         raise ConfigError(f"seed={seed} (--seed): give a non-negative integer seed.")
     if not 0.0 <= val_fraction < 1.0:
