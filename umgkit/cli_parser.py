@@ -127,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "to it) or a folder holding <split>.jsonl")
     shards.add_argument("--out", type=Path, required=True, help="output folder")
     shards.add_argument("--split", default=None, help="split name (default: the manifest's file name)")
-    shards.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
-    shards.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    shards.add_argument("--shard-size", type=_positive_int, default=1000,
+                        help="samples per shard (default 1000)")
+    shards.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,
                         help="processes writing shards in parallel (default: all cores)")
 
     pre = sub.add_parser("pretrain", help="pretrain a dual encoder (image, region and pixel losses), "

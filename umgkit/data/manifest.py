@@ -69,16 +69,16 @@ class ManifestDataset(ReaderDataset):
         return item_from_record(record, image, str(path))
 
 
-def parse_record(text: str | bytes, where: str) -> dict:
-    """One manifest record (a JSON object with an ``image`` key); raises `BadSampleError` naming ``where``."""
+def parse_record(text: str | bytes, where: str, fix: str = "Fix it or set data.skip_bad=true.") -> dict:
+    """One manifest record (a JSON object with an ``image`` key); raises `BadSampleError` naming ``where``
+    and ending with ``fix`` (the shard writer has no data.skip_bad and says so)."""
     try:
         rec = json.loads(text)
     except ValueError as err:
-        raise BadSampleError(f"Bad manifest record {where}: {err}. Fix it or set data.skip_bad=true."
-                             ) from err
+        raise BadSampleError(f"Bad manifest record {where}: {err}. {fix}") from err
     if not isinstance(rec, dict) or "image" not in rec:
-        raise BadSampleError(f"Bad manifest record {where}: expected a JSON object with an 'image' key; fix "
-                             "it or set data.skip_bad=true.")
+        raise BadSampleError(f"Bad manifest record {where}: expected a JSON object with an 'image' key. "
+                             f"{fix}")
     return rec
 
 

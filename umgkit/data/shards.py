@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from typing import Any
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from .._io import check_output_folder
 from .._rng import item_seed, key_index, seeded
 from ..registry import DATASETS
 from ._images import BadSampleError, DatasetError
@@ -43,6 +45,7 @@ from .manifest import item_from_record, manifest_file, parse_record
 __all__ = ["ShardStream", "StreamPlan", "write_shards", "read_index", "decode_uint8", "INDEX_SUFFIX"]
 
 INDEX_SUFFIX = ".shards.json"
+_FIX_LINE = "Fix or remove that line, then run `umgkit data shards` again."
 _IMAGE_EXTS = ("png", "jpg", "jpeg", "webp", "bmp")
 
 
@@ -75,14 +78,15 @@ def write_shards(manifest: str | Path, out_dir: str | Path, *, samples_per_shard
     the index ``<split>.shards.json`` is written last. Returns the index path. A record that is not valid
     JSON or whose image is missing stops the run with its line number.
     """
-    manifest, out = Path(manifest), Path(out_dir)
+    manifest, out = Path(manifest), check_output_folder(out_dir, "--out")
     if manifest.is_dir():
         manifest = manifest_file(manifest, split or "train")
     if not manifest.is_file():
         raise DatasetError(f"manifest {manifest} does not exist; give a .jsonl manifest or a folder holding "
                            f"<split>.jsonl.")
-    if samples_per_shard < 1:
-        raise DatasetError(f"samples per shard must be >= 1, got {samples_per_shard}.")
+    if samples_per_shard < 1 or workers < 1:
+        raise DatasetError(f"--shard-size {samples_per_shard} and --workers {workers} must be >= 1.")
+    _check_is_jsonl(manifest)
     split = split or manifest.stem
     # One pass notes where each shard's records start (byte offset, record index, line number); the
     # writers read their own lines from there, so the manifest is never held in memory.
@@ -97,24 +101,19 @@ def write_shards(manifest: str | Path, out_dir: str | Path, *, samples_per_shard
             offset += len(line)
     if not records:
         raise DatasetError(f"manifest {manifest} has no records.")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(str(manifest), str(out / f"{split}-{s:06d}.tar"), at, first, lineno,
              min(samples_per_shard, records - first))
             for s, (at, first, lineno) in enumerate(starts)]
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(jobs), desc="shards", unit="shard", disable=not progress)
-    entries = []
-    if workers <= 1:
-        for job in jobs:
-            entries.append(_write_one(*job))
-            bar.update(1)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for entry in pool.map(_write_one, *zip(*jobs, strict=True)):
-                entries.append(entry)
-                bar.update(1)
-    bar.close()
+    try:
+        entries = _write_all(jobs, workers, progress)
+    except BaseException:  # a failed run leaves no temp files, and no --out folder it made itself
+        for tmp in out.glob(f".{split}-*.tar.tmp"):
+            tmp.unlink(missing_ok=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     index = out / f"{split}{INDEX_SUFFIX}"
     body = {"format": "umgkit-webdataset/1", "split": split, "samples": sum(e["samples"] for e in entries),
             "shards": entries}
@@ -122,6 +121,25 @@ def write_shards(manifest: str | Path, out_dir: str | Path, *, samples_per_shard
     tmp.write_text(json.dumps(body, indent=1), encoding="utf-8")
     os.replace(tmp, index)
     return index
+
+
+def _write_all(jobs: list[tuple], workers: int, progress: bool) -> list[dict]:
+    """Every shard's index entry, written ``workers`` at a time; the bar closes before an error leaves,
+    so the error prints on its own line."""
+    from tqdm.auto import tqdm
+
+    entries = []
+    with tqdm(total=len(jobs), desc="shards", unit="shard", disable=not progress) as bar:
+        if workers <= 1:
+            for job in jobs:
+                entries.append(_write_one(*job))
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for entry in pool.map(_write_one, *zip(*jobs, strict=True)):
+                    entries.append(entry)
+                    bar.update(1)
+    return entries
 
 
 def _write_one(manifest: str, shard: str, at: int, first: int, lineno: int, count: int) -> dict:
@@ -140,19 +158,41 @@ def _write_one(manifest: str, shard: str, at: int, first: int, lineno: int, coun
                 lineno += 1
                 continue
             where = f"{manifest}:{lineno}"
-            rec = parse_record(line.decode("utf-8"), where)
+            try:
+                rec = parse_record(line.decode("utf-8"), where, fix=_FIX_LINE)
+            except UnicodeDecodeError as err:
+                raise DatasetError(f"{where} is not UTF-8 text ({err.reason}); a manifest is JSONL, one JSON "
+                                   f"record per line. {_FIX_LINE}") from err
+            except BadSampleError as err:  # no data.skip_bad here: the record must be fixed
+                raise DatasetError(str(err)) from err
             image = root / rec["image"]
             ext = image.suffix.lower().lstrip(".")
             if ext not in _IMAGE_EXTS:
                 raise DatasetError(f"{where}: image {image} has extension .{ext}; shards take "
-                                   f"{', '.join(_IMAGE_EXTS)}.")
+                                   f"{', '.join(_IMAGE_EXTS)}. {_FIX_LINE}")
             if not image.is_file():
-                raise DatasetError(f"{where}: image {image} does not exist.")
+                raise DatasetError(f"{where}: image {image} does not exist (images are relative to the "
+                                   f"manifest's folder). {_FIX_LINE}")
             sink.write({"__key__": f"{first + written:09d}", "json": json.dumps(rec, sort_keys=True).encode(),
                         ext: image.read_bytes()})
             written, lineno = written + 1, lineno + 1
     os.replace(tmp, path)
     return {"url": path.name, "samples": count}
+
+
+def _check_is_jsonl(manifest: Path) -> None:
+    """Refuse at once a manifest whose first record is not a line of JSON text (an image, a folder's
+    archive, a JSON array), before any shard is written."""
+    with manifest.open("rb") as fh:
+        first = next((line.strip() for line in fh if line.strip()), b"")
+    try:
+        text = first.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if first and not text.startswith("{"):
+        raise DatasetError(f"manifest {manifest} is not a JSONL manifest (its first line is not a JSON "
+                           "object); give the .jsonl file that `umgkit data synth` or `umgkit annotate` "
+                           "writes, one record per line.")
 
 
 def read_index(path: str | Path) -> tuple[list[str], list[int]]:
