@@ -70,11 +70,11 @@ class PretrainModel(nn.Module):
                               "checkpoint>, or an open_clip CLIP such as openclip:EVA02-B-16 or "
                               "openclip:ViT-B-16.", key="model.backbone")
         if reduction not in REDUCTIONS:
-            raise ValueError(f"task_options.reduction={reduction!r}; choose one of {REDUCTIONS}.")
+            raise ConfigError(f"task_options.reduction={reduction!r}; choose one of {REDUCTIONS}.")
         if not 0.0 < keep_ratio <= 1.0:
-            raise ValueError(f"task_options.keep_ratio={keep_ratio}; give a fraction in (0, 1].")
+            raise ConfigError(f"task_options.keep_ratio={keep_ratio}; give a fraction in (0, 1].")
         if not 0 <= reduce_after < len(backbone.blocks):
-            raise ValueError(f"task_options.reduce_after={reduce_after}; the image tower has "
+            raise ConfigError(f"task_options.reduce_after={reduce_after}; the image tower has "
                              f"{len(backbone.blocks)} blocks, give 0..{len(backbone.blocks) - 1}.")
         self.text = text_tower(backbone)
         self.backbone = backbone.set_trainable(True)

@@ -235,6 +235,10 @@ def parse_pretrain_options(cfg: RunConfig) -> dict[str, Any]:
     opts["zeroshot_templates"] = zeroshot_templates(opts["zeroshot_templates"])
     if opts["reduction"] not in REDUCTIONS:
         raise ConfigError(f"task_options.reduction={opts['reduction']!r}; choose one of {list(REDUCTIONS)}.")
+    ratio = opts["keep_ratio"]
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < ratio <= 1.0:
+        raise ConfigError(f"task_options.keep_ratio={ratio!r}: give the share of patch tokens kept, a "
+                          "fraction in (0, 1] (0.25 keeps a quarter).")
     return opts
 
 
