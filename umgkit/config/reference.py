@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from .options import Option
 from .schema import RunConfig
 
@@ -289,8 +290,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     if args.out:
-        from .._io import atomic_write_text
+        from .._io import atomic_write_text, check_output_folder
 
+        if args.out.is_dir():
+            raise ConfigError(f"--out {args.out} is a folder; give a file name, e.g. "
+                              f"{args.out / 'config_reference.md'}.")
+        check_output_folder(args.out.parent, "--out's folder")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, text)
         print(f"wrote {args.out}")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .._io import check_output_folder
 from ..config import load_config, load_yaml_tree
+from ..errors import unknown_name
 from .predictions import predict_examples
 from .report import write_report
 from .stages import Stage, StageResult, run_pretrain_stage, run_stage
@@ -51,7 +53,11 @@ def run_demo(out: str | Path = "demo_out", *, configs: str | Path | None = None,
     ``quick`` trains every stage for two steps on a small world (a test of the pipeline, not of the
     figures).
     """
-    out = Path(out)
+    names = [s.name for s in TASK_STAGES]
+    for name in stages or ():
+        if name not in names:  # before anything runs: an unknown stage was silently left out
+            raise unknown_name("demo stage (--only)", name, names, f"The stages are {', '.join(names)}.")
+    out = check_output_folder(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     configs = Path(configs) if configs else default_config_dir()
     extra = list(_QUICK) if quick else []
