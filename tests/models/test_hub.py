@@ -104,6 +104,8 @@ def test_push_uploads_the_model_folder_with_its_card(semantic_run, tmp_path, mon
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # push refuses offline, and without a token
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token_never_sent")
     assert main(["push", str(semantic_run), "umgkit-test/semantic", "--private"]) == 0
     assert calls["create"] == {"repo_id": "umgkit-test/semantic", "repo_type": "model", "private": True,
                                "exist_ok": True}

@@ -107,6 +107,7 @@ def test_skip_bad_lists_unreadable_images_and_predicts_the_rest(semantic_run, sm
                  "--skip-bad"]) == 0
     captured = capsys.readouterr()
     assert f"skipped {bad}" in captured.err
+    assert "data.skip_bad" not in captured.err  # a dataset config key; predict has --skip-bad
     assert len(list((tmp_path / "p" / "labels").glob("*.png"))) == len(good)
 
 
