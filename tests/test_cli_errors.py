@@ -1,14 +1,18 @@
-"""Bad input, as a user types it, for every command: each case runs the real CLI in its own process and
+"""Bad input, as a user types it, for every command: each case runs the real CLI (`umgkit.cli.main`) and
 must end with one message (exit code 2, no traceback) that names the file / key / value and says how to
 fix it, and must leave the user's folders as they were (checksums before and after) and no half-written
 output behind.
 
-The processes run two at a time from one fixture; each case then checks its own output.
+One fixture runs every case: in this process (starting an interpreter and torch per case cost minutes),
+except those marked ``process=True``, which get their own process (a server that could start and block, or
+settings that libraries read once on import); each case then checks its own output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -16,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +31,8 @@ from safetensors.torch import save_file
 
 from umgkit.cli import main
 from umgkit.data.synth import generate_world
+
+pytestmark = pytest.mark.slow  # about a minute: a trained run, then 110+ commands
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CLS = str(CONFIGS / "demo" / "classification.yaml")
@@ -41,7 +48,8 @@ class Case:
     untouched: tuple[str, ...] = ()  # folders the case could write into: same checksums afterwards
     absent: tuple[str, ...] = ()  # paths the failed command must not leave behind
     not_in: tuple[str, ...] = ()  # advice that does not apply to this command
-    env: tuple[tuple[str, str], ...] = ()  # environment changes for this case
+    env: tuple[tuple[str, str], ...] = ()  # environment changes for this case (with process=True)
+    process: bool = False  # run in its own process (a server that might start, hub settings read on import)
 
 
 def train(*overrides: str, out: str = "{runs}/{id}", world: str = "{world}/imagefolder") -> tuple[str, ...]:
@@ -81,7 +89,7 @@ CASES = [
     Case("hf_folder_missing", train("model.backbone=hf:{files}/no_hf_model"),
          ("model.backbone", "no_hf_model", "does not exist", "save_pretrained")),
     Case("hf_hub_offline", train("model.backbone=hf:umgkit-test/absent"),
-         ("model.backbone", "hf:umgkit-test/absent", "HF_HUB_OFFLINE")),
+         ("model.backbone", "hf:umgkit-test/absent", "HF_HUB_OFFLINE"), process=True),
     Case("dataset_format", train("data.format=imagefoldr"), ("data.format", "'imagefoldr'", "did you mean",
                                                             "imagefolder")),
     # component options
@@ -139,7 +147,8 @@ CASES = [
          ("model.pretrained", "evil.pt", "never unpickles", ".safetensors")),
     Case("weights_shapes", train("model.pretrained={files}/small.safetensors"),
          ("model.pretrained", "small.safetensors", "shape", "umg architecture")),
-    Case("hub_missing", ("eval", "hf-hub:umgkit-test/absent"), ("umgkit-test/absent", "HF_HUB_OFFLINE")),
+    Case("hub_missing", ("eval", "hf-hub:umgkit-test/absent"), ("umgkit-test/absent", "HF_HUB_OFFLINE"),
+         process=True),
     # runs and checkpoints
     Case("resume_missing", train("train.resume={files}/no_ckpt"), ("no_ckpt", "does not exist")),
     Case("resume_not_checkpoint", train("train.resume={files}"), ("train.resume", "step_")),
@@ -236,14 +245,16 @@ CASES += [
     # push (no request leaves the machine)
     Case("push_offline", ("push", "{run}", "umgkit-test/model"), ("umgkit-test/model", "HF_HUB_OFFLINE")),
     Case("push_no_token", ("push", "{run}", "umgkit-test/model"), ("no Hugging Face token", "hf auth login"),
-         env=ONLINE_WITHOUT_TOKEN),
+         env=ONLINE_WITHOUT_TOKEN, process=True),
     # serve (checked before the model loads and before Gradio binds)
-    Case("serve_port_too_large", ("serve", "{run}", "--port", "70000"), ("--port", "70000", "0-65535")),
-    Case("serve_port_negative", ("serve", "{run}", "--port", "-1"), ("--port", "-1", "0-65535")),
+    Case("serve_port_too_large", ("serve", "{run}", "--port", "70000"), ("--port", "70000", "0-65535"),
+         process=True),
+    Case("serve_port_negative", ("serve", "{run}", "--port", "-1"), ("--port", "-1", "0-65535"),
+         process=True),
     Case("serve_port_in_use", ("serve", "{run}", "--port", "{port}"), ("port {port}", "already in use",
-                                                                       "--port")),
+                                                                       "--port"), process=True),
     Case("serve_host_unbindable", ("serve", "{run}", "--host", "192.0.2.1"), ("192.0.2.1", "cannot be bound",
-                                                                               "--host")),
+                                                                               "--host"), process=True),
     # data synth
     Case("synth_num_zero", ("data", "synth", "--out", "{runs}/{id}", "--num", "0"), ("--num", "0"),
          absent=("{runs}/{id}",)),
@@ -261,15 +272,15 @@ CASES += [
     Case("shards_image_as_manifest", ("data", "shards", "{files}/bad/truncated.png", "--out", "{runs}/{id}"),
          ("truncated.png", "not a JSONL manifest"), absent=("{runs}/{id}",)),
     Case("shards_malformed_line",
-         ("data", "shards", "{files}/shards/malformed.jsonl", "--out", "{runs}/{id}"),
+         ("data", "shards", "{files}/shards/malformed.jsonl", "--out", "{runs}/{id}", "--workers", "1"),
          ("malformed.jsonl:3", "fix or remove that line"), absent=("{runs}/{id}",),
          not_in=("data.skip_bad",)),
     Case("shards_missing_image",
          ("data", "shards", "{files}/shards/missing_image.jsonl", "--out", "{runs}/{id}"),
          ("missing_image.jsonl:2", "gone.png", "does not exist"), absent=("{runs}/{id}",),
-         not_in=("data.skip_bad",)),
+         not_in=("data.skip_bad",), process=True),
     Case("shards_record_without_image",
-         ("data", "shards", "{files}/shards/no_image.jsonl", "--out", "{runs}/{id}"),
+         ("data", "shards", "{files}/shards/no_image.jsonl", "--out", "{runs}/{id}", "--workers", "1"),
          ("no_image.jsonl:1", "'image'"), absent=("{runs}/{id}",), not_in=("data.skip_bad",)),
     Case("shards_workers_negative",
          ("data", "shards", "{world}/manifest/train.jsonl", "--out", "{runs}/{id}", "--workers", "-3"),
@@ -325,12 +336,45 @@ def outcomes(tmp_path_factory):
         return subprocess.run([sys.executable, "-m", "umgkit.cli", *argv], capture_output=True, text=True,
                               env=env, timeout=300)
 
+    results = {}
     try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            results = dict(zip((c.id for c in CASES), pool.map(run, CASES), strict=True))
+        with ThreadPoolExecutor(max_workers=1) as pool:  # own processes, beside the in-process cases
+            pending = {c.id: pool.submit(run, c) for c in CASES if c.process}
+            with _environment({"HF_HUB_OFFLINE": "1", "UMGKIT_DEBUG": None}):
+                for case in CASES:
+                    if not case.process:
+                        results[case.id] = _run_in_process([a.format(id=case.id, **paths) for a in case.argv])
+            results.update({name: future.result() for name, future in pending.items()})
     finally:
         busy.close()
     return results, paths, before
+
+
+def _run_in_process(argv: list[str]) -> subprocess.CompletedProcess:
+    """``umgkit ARGV`` in this process (no interpreter start per case): its exit code and stderr, where an
+    exception that escapes `main` is printed as the traceback a user would see."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        except Exception:
+            traceback.print_exc()
+            code = 1
+    return subprocess.CompletedProcess(argv, code, "", err.getvalue())
+
+
+@contextlib.contextmanager
+def _environment(changes: dict[str, str | None]):
+    saved = {k: os.environ.get(k) for k in changes}
+    try:
+        for key, value in changes.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+        yield
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
 
 
 def _digest(folder: Path) -> dict[str, str]:
