@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from .errors import ConfigError
+
 __all__ = ["atomic_write", "atomic_write_text", "file_sha256", "check_output_folder"]
 
 
@@ -47,8 +49,6 @@ def file_sha256(path: str | os.PathLike) -> str:
 def check_output_folder(path: str | os.PathLike, name: str, *, empty: bool = False) -> Path:
     """Refuse, before anything is written, an output folder ``path`` (given as ``name``, e.g. ``--out``)
     that is a file, lies below a file, or (``empty=True``) already holds files. Creates nothing."""
-    from .errors import ConfigError
-
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{name} {path} is a file, not a folder; give a folder path (it is created when "

@@ -97,6 +97,30 @@ def test_base_cycle_and_missing_base_are_reported(tmp_path):
         load_config(c)
 
 
+def test_a_key_given_twice_is_refused_with_its_lines(tmp_path):
+    path = write(tmp_path / "dup.yaml", "task: classification\ntrain:\n  lr: 1\n  epochs: 2\n  lr: 2\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml: key 'lr' is given twice \(lines 3 and 5\)"):
+        load_config(path)
+    # the same key in two different mappings, and YAML merge keys, are fine
+    ok = write(tmp_path / "ok.yaml", "task: classification\nbase: &b {lr: 1}\ntrain:\n  <<: *b\n  epochs: 2\n"
+                                     "data: {batch_size: 2}\nmodel: {backbone: 'umg:tiny'}\n")
+    with pytest.raises(ConfigError, match="unknown key 'base'"):  # parsed: only the schema objects
+        load_config(ok)
+
+
+def test_an_empty_or_binary_config_file_is_named(tmp_path):
+    empty = write(tmp_path / "empty.yaml", "")
+    with pytest.raises(ConfigError, match="empty.yaml is empty"):
+        load_config(empty)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(ConfigError, match="binary.yaml is not a text file"):
+        load_config(binary)
+    write(tmp_path / "empty_base.yaml", "")  # an empty base file adds nothing, and is no error
+    child = write(tmp_path / "child.yaml", "_base_: empty_base.yaml\ntask: classification\n")
+    assert load_config(child).task == "classification"
+
+
 def test_yaml_is_never_executed(tmp_path):
     path = write(tmp_path / "evil.yaml", "task: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

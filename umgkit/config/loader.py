@@ -9,7 +9,7 @@ file set it, so a schema error can point at the right file.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +97,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`; its keys may be overridden
+                continue
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
-            if key in seen and key != "<<":
+            if not isinstance(key, Hashable):  # yaml's own constructor below reports it
+                continue
+            if key in seen:
                 raise ConfigError(f"key '{key}' is given twice (lines {seen[key]} "
                                   f"and {line}) in one mapping; keep one of them.")
             seen[key] = line

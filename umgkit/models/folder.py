@@ -273,8 +273,8 @@ def _check_records_agree(info: dict[str, Any], cfg: Any, folder: Path) -> None:
         if key in info and value != built[key]:
             where = "task" if key == "task" else "model.head"
             raise ModelError(f"{folder / 'model.json'} records {key} {value!r} but {folder / 'config.yaml'} "
-                             f"has {where}: {built[key]!r}; one of them was edited. Copy the model folder "
-                             "again from its run (or re-export it).")
+                             f"has {where}: {built[key]!r}; one of them was edited, or an override changes "
+                             "it. Drop the override, or copy the model folder again from its run.")
 
 
 def _read_json(path: Path) -> Any:
