@@ -163,8 +163,9 @@ ADAPTERS = Registry("adapter", "returns an Adapter that applies a PET method to 
                     errors_key="model.adapter_options")
 HEADS = Registry("head", "returns an nn.Module task decoder built from a backbone's declared output shapes",
                  key="model.head", options_key="model.head_options", errors_key="model.head_options")
-MODELS = Registry("model", "returns a umgkit.models.TaskModel (backbone + adapter + head) for one task, "
-                           "from (cfg, class_names), reading no dataset", key="task")
+MODELS = Registry("model", "the umgkit.models.TaskModel subclass of one task (register the class itself): "
+                           "from_config(cfg, class_names) builds it reading no dataset; predict() gives its "
+                           "`prediction` type, whose `writer` writes umgkit predict's files", key="task")
 TASKS = Registry("task", "returns an object with the engine's Task interface (umgkit.engine.Task)",
                  key="task", options_key="task_options")
 DATASETS = Registry("dataset", "returns a torch Dataset whose items are dicts of tensors and metadata",

@@ -10,56 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 from ..errors import ModelError
+from .source import HUB_PREFIX, download_model, parse_hub_name, resolve_model_source
 
 __all__ = ["HUB_PREFIX", "parse_hub_name", "download_model", "push_model"]
-
-HUB_PREFIX = "hf-hub:"
-_REPO = re.compile(r"^[\w.-]+/[\w.-]+$")
-
-
-def parse_hub_name(spec: str) -> tuple[str, str | None]:
-    """``"hf-hub:ORG/NAME@REV"`` -> ``("ORG/NAME", "REV")`` (revision None when absent)."""
-    name = spec[len(HUB_PREFIX):] if spec.startswith(HUB_PREFIX) else spec
-    repo, _, revision = name.partition("@")
-    if not _REPO.match(repo):
-        raise ModelError(f"{spec!r} is not a hub model name; write hf-hub:ORG/NAME (optionally @REVISION).")
-    return repo, revision or None
-
-
-def download_model(spec: str) -> Path:
-    """The local snapshot folder of ``hf-hub:ORG/NAME[@REV]`` (downloaded, or from the cache offline)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    from ..backbones._weights import hub_offline
-
-    repo, revision = parse_hub_name(spec)
-    offline = hub_offline()
-    try:
-        folder = Path(snapshot_download(repo_id=repo, revision=revision, local_files_only=offline))
-    except LocalEntryNotFoundError as err:
-        why, fix = (("the hub is offline (HF_HUB_OFFLINE is set)", "unset HF_HUB_OFFLINE on a machine with "
-                     "network") if offline else ("the hub could not be reached", "check the network"))
-        raise ModelError(f"{spec}: {why} and the model is not in the local Hugging Face cache; {fix}, or "
-                         "copy the model folder here and give its path.") from err
-    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
-        raise ModelError(f"{spec}: no such repository or revision on the hub ({type(err).__name__}); check "
-                         "the name, or log in (`hf auth login`) for a private one.") from err
-    except (HfHubHTTPError, OSError) as err:
-        raise ModelError(f"{spec}: the download failed ({err}).") from err
-    if not (folder / "model.json").is_file():
-        raise ModelError(f"{spec} is not a umgkit model (no model.json in the repository); load it with the "
-                         "library it was written for.")
-    return folder
 
 
 def push_model(source: str | os.PathLike, repo_id: str, *, private: bool = False,
@@ -70,8 +26,6 @@ def push_model(source: str | os.PathLike, repo_id: str, *, private: bool = False
     checkpoint) is refused; ``umgkit export RUN --out DIR --merge`` writes a folder that carries it.
     """
     from huggingface_hub import HfApi
-
-    from .folder import resolve_model_source
 
     parse_hub_name(repo_id)
     src = resolve_model_source(source)
