@@ -31,7 +31,7 @@ from ..metrics.segmentation import segmentation_confusion_matrix, segmentation_s
 from ..models import PanopticModel, build_model
 from ..models.panoptic import INFERENCE_OPTIONS
 from ..registry import TASKS
-from .build import attach_transforms, class_source
+from .build import attach_transforms, check_eval_classes, class_source
 
 __all__ = ["PanopticTask", "build_panoptic_task", "OPTIONS"]
 
@@ -114,10 +114,7 @@ class PanopticTask:
         drops the repeats Accelerate pads the last batch with) and summed on every process."""
         inner = self._eval_names(accelerator.unwrap_model(model))
         k = len(self.val_names)
-        if len(inner.class_names) != k:
-            raise ValueError(f"the head predicts {len(inner.class_names)} classes but the val set has {k}; a "
-                             "learned classifier needs the same class set (or use head option "
-                             "classifier=open_vocab to evaluate on other class names).")
+        check_eval_classes(inner, self.val_names)
         device = accelerator.device
         counts = torch.zeros(k, 4, dtype=torch.float64, device=device)
         confusion = torch.zeros(k, k, dtype=torch.int64, device=device)
