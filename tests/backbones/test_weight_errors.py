@@ -126,3 +126,15 @@ def test_a_broken_local_open_clip_tokenizer_does_not_blame_the_hub(tmp_path):
     with pytest.raises(WeightsError, match="text tokenizer could not be loaded") as info:
         bb.encode_text(["a red circle"])
     assert "hub" not in str(info.value) and info.value.__cause__ is not None
+
+
+def test_timm_hub_errors_are_sorted_the_same_way(monkeypatch):
+    import timm
+
+    with pytest.raises(UnknownNameError, match=r"timm pretrained tag for vit_tiny_patch16_224 'augreg_in21'"):
+        create_backbone("timm:vit_tiny_patch16_224", pretrained="augreg_in21")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(timm, "create_model", _broken_create_model)
+    with pytest.raises(RuntimeError, match="a bug while building the towers") as info:
+        create_backbone("timm:hf-hub:umgkit-test/any")
+    assert not isinstance(info.value, WeightsError)

@@ -8,14 +8,17 @@ local file) are never dressed up as hub errors: `fetch_failure` tells the two ap
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import WeightsError
 
 __all__ = ["WEIGHT_SUFFIXES", "is_local_path", "check_local_file", "hub_offline", "offline_error",
-           "fetch_failure", "fetch_reason"]
+           "fetch_failure", "fetch_reason", "fetching"]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+T = TypeVar("T")
 
 
 def is_local_path(pretrained: str) -> bool:
@@ -87,3 +90,14 @@ def offline_error(backbone: str, tag: str, example: str, cause: BaseException | 
         why = f"the download failed ({cause})"
     return WeightsError(f"{backbone}: pretrained='{tag}' is a hub name, but {why}; give a local file with "
                         f"model.pretrained=/path/to/{example}.safetensors")
+
+
+def fetching(create: Callable[[], T], backbone: str, tag: str, example: str) -> T:
+    """``create()`` (a library call that fetches from the hub), whose failure to fetch a file becomes one
+    `WeightsError` (`offline_error`, cause kept); any other error, a bug included, propagates unchanged."""
+    try:
+        return create()
+    except Exception as err:  # noqa: BLE001  sorted here: only fetch failures become user errors
+        if fetch_failure(err) is None:
+            raise
+        raise offline_error(backbone, tag, example, err) from err

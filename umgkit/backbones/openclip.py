@@ -23,7 +23,7 @@ from .._tensors import reading_weights
 from ..errors import ConfigError, unknown_name
 from ..registry import BACKBONES
 from ._pos_embed import resample_pos_embed
-from ._weights import check_local_file, fetch_failure, hub_offline, is_local_path, offline_error
+from ._weights import check_local_file, fetching, hub_offline, is_local_path, offline_error
 from .base import Backbone
 from .openclip_towers import LazyTokenizer, OpenCLIPResNet, _OpenCLIPText, wrap_timm_tower
 
@@ -127,7 +127,8 @@ def build_openclip(name: str, pretrained: str | None = None, **kwargs) -> Backbo
     _ensure_umgkit_configs()
     label = f"openclip:{name}"
     if name.startswith("hf-hub:"):  # config and weights both come from the hub (or its cache, offline)
-        model = _fetching(lambda: open_clip.create_model(name, weights_only=True, **kwargs), label, name)
+        model = fetching(lambda: open_clip.create_model(name, weights_only=True, **kwargs), label, name,
+                         "open_clip_model")
         return _wrap(model, LazyTokenizer(lambda: open_clip.get_tokenizer(name), label), label)
     if name not in open_clip.list_models():
         raise unknown_name("open_clip model", name, open_clip.list_models(),
@@ -148,22 +149,11 @@ def build_openclip(name: str, pretrained: str | None = None, **kwargs) -> Backbo
                                f"Its tags: {', '.join(tags) or 'none'}; or give a local weights file.")
         if hub_offline():
             raise offline_error(label, pretrained, "open_clip_model")
-        model = _fetching(lambda: open_clip.create_model(name, pretrained=pretrained, **kwargs), label,
-                          pretrained)
+        model = fetching(lambda: open_clip.create_model(name, pretrained=pretrained, **kwargs), label,
+                         pretrained, "open_clip_model")
     else:
         model = open_clip.create_model(name, **kwargs)
     return _wrap(model, LazyTokenizer(lambda: open_clip.get_tokenizer(name), label), label)
-
-
-def _fetching(create, label: str, tag: str) -> nn.Module:
-    """``create()``, whose failure to fetch a file from the hub becomes one `WeightsError` that keeps the
-    cause and says offline only when that is why; any other error propagates unchanged."""
-    try:
-        return create()
-    except Exception as err:  # noqa: BLE001  sorted below: only fetch failures are turned into user errors
-        if fetch_failure(err) is None:
-            raise
-        raise offline_error(label, tag, "open_clip_model", err) from err
 
 
 def _wrap(model: nn.Module, tokenizer, label: str) -> Backbone:
