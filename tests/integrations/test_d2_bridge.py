@@ -187,3 +187,7 @@ def test_trainer_runs_saves_trainable_only_resumes_and_evaluates(tmp_path):
                               "OUTPUT_DIR", str(tmp_path / "run")], resume=True)
     assert (ckpts / "step_0000003" / "complete").is_file()
     assert sorted(p.name for p in ckpts.iterdir()) == ["step_0000002", "step_0000003"]  # keep_last
+    # AdamW went on from the saved moments: its step count is 3 (a restarted optimizer would say 1)
+    steps = {v.item() for k, v in load_file(ckpts / "step_0000003" / "optimizer.safetensors").items()
+             if k.endswith(".step")}
+    assert steps == {3.0}
