@@ -19,6 +19,9 @@ killed mid-save leaves only a temp directory that `latest_checkpoint` ignores an
 step saved again replaces the old folder only once the new one is complete (the old one is renamed aside
 first, then deleted). Resuming checks a checkpoint before trusting it (`checkpoint_problem`: marker,
 files, checksums, readable headers) and falls back to the newest one that passes (`find_resumable`).
+
+The detectron2 and mmseg bridges write the same folders through `write_state_files` + `publish_checkpoint`
+and read them with `restore_state_files` (see `umgkit.integrations._checkpoint`): one writer for all.
 """
 
 from __future__ import annotations
@@ -258,11 +261,16 @@ def restore_state_files(path: str | os.PathLike, *, model: nn.Module,
     (`checkpoint_problem`); `CheckpointError` names what is wrong, or a parameter that does not fit."""
     path = Path(path)
     _check_resumable(path)
+    _restore_weights_and_optimizer(path, model, optimizer)
+    return _read_json(path / "scheduler.json"), _read_json(path / "trainer_state.json")
+
+
+def _restore_weights_and_optimizer(path: Path, model: nn.Module,
+                                   optimizer: torch.optim.Optimizer | None) -> None:
     copy_trainable_tensors(model, read_safetensors(path / "trainable.safetensors"), path)
     if optimizer is not None:
         optimizer.load_state_dict(join_optimizer_state(read_safetensors(path / "optimizer.safetensors"),
                                                        _read_json(path / "optimizer.json")))
-    return _read_json(path / "scheduler.json"), _read_json(path / "trainer_state.json")
 
 
 def _check_resumable(path: Path) -> None:
@@ -292,7 +300,7 @@ def load_checkpoint(accelerator: Any, path: str | os.PathLike, *, model: nn.Modu
     if (path / SHARDED_DIR).is_dir():
         accelerator.load_state(str(path / SHARDED_DIR))
     else:
-        restore_state_files(path, model=accelerator.unwrap_model(model), optimizer=optimizer)
+        _restore_weights_and_optimizer(path, accelerator.unwrap_model(model), optimizer)  # checked above
     sched = _read_json(path / "scheduler.json")
     scheduler.load_state_dict(sched["scheduler"])
     if "grad_scaler" in sched and getattr(accelerator, "scaler", None) is not None:
