@@ -133,3 +133,14 @@ def test_packages_import_only_their_own_layer_and_below():
     for module, targets in graph.items():
         package_graph[_package(module)] |= {_package(t) for t in targets} - {_package(module)}
     assert cycles(package_graph) == []
+
+
+def test_private_modules_are_used_only_inside_their_own_package():
+    """A ``_name`` module inside a package is that package's infrastructure; what another package needs is
+    public (top-level ``umgkit._x`` modules are shared infrastructure by design)."""
+    graph = import_graph()
+    crossing = sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets
+                      if t.count(".") >= 2 and t.rsplit(".", 1)[1].startswith("_")
+                      and not t.rsplit(".", 1)[1].startswith("__")
+                      and _package(t) != _package(m))
+    assert crossing == []

@@ -126,7 +126,7 @@ def _note_trained_run(config: Path, overrides: list[str]) -> None:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from ._builtins import import_builtins
-    from .data._images import read_lines
+    from .data.images import read_lines
     from .errors import ModelError
     from .models import Predictor
 
@@ -164,7 +164,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     import_builtins()
     if args.merge:
-        from .engine._strategy import refuse_merge_under_zero3
+        from .engine.strategy import refuse_merge_under_zero3
 
         refuse_merge_under_zero3()
     out = export_model(args.model, args.out, merge=args.merge, overrides=args.overrides)

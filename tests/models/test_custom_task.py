@@ -138,7 +138,7 @@ def test_a_user_task_trains_saves_predicts_and_evaluates(small_world, tmp_path, 
 
 
 def _read(path: Path) -> torch.Tensor:
-    from umgkit.data._images import load_image
+    from umgkit.data.images import load_image
 
     return load_image(path)
 

@@ -96,7 +96,7 @@ def test_semantic_and_instance_outputs_from_the_same_queries():
 
 
 def test_criterion_matches_targets_and_handles_images_without_segments():
-    from umgkit.heads._mask2former import SetCriterion
+    from umgkit.heads.mask2former import SetCriterion
 
     torch.manual_seed(0)
     crit = SetCriterion(num_classes=2, num_points=256, importance_sample_ratio=0.0)  # uniform points

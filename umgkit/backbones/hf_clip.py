@@ -30,8 +30,8 @@ from torch import nn
 from ..errors import ConfigError, WeightsError
 from ..registry import BACKBONES
 from ._pos_embed import resample_pos_embed
-from ._weights import fetch_failure, fetch_reason, hub_offline
 from .base import Backbone
+from .weights import fetch_failure, fetch_reason, hub_offline
 
 __all__ = ["HFCLIPBackbone", "build_hf", "SUPPORTED_MODEL_TYPES"]
 

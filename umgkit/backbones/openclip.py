@@ -23,9 +23,9 @@ from .._tensors import reading_weights
 from ..errors import ConfigError, unknown_name
 from ..registry import BACKBONES
 from ._pos_embed import resample_pos_embed
-from ._weights import check_local_file, fetching, hub_offline, is_local_path, offline_error
 from .base import Backbone
 from .openclip_towers import LazyTokenizer, OpenCLIPResNet, _OpenCLIPText, wrap_timm_tower
+from .weights import check_local_file, fetching, hub_offline, is_local_path, offline_error
 
 __all__ = ["OpenCLIPBackbone", "build_openclip", "UMGKIT_OPENCLIP_CONFIGS"]
 

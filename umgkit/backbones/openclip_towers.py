@@ -25,10 +25,10 @@ from torch import nn
 
 from ..errors import WeightsError
 from ._pos_embed import resample_pos_embed
-from ._weights import fetch_failure, fetch_reason
 from .base import Backbone, l2_normalize, roi_pool_mean
 from .timm_backbone import TimmBackbone
 from .timm_features import TimmFeatureBackbone, is_hierarchical
+from .weights import fetch_failure, fetch_reason
 
 __all__ = ["OpenCLIPTimmViT", "OpenCLIPTimmStages", "OpenCLIPResNet", "LazyTokenizer", "wrap_timm_tower"]
 

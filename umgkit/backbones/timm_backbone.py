@@ -20,9 +20,9 @@ from torch import nn
 from .._tensors import reading_weights
 from ..errors import unknown_name
 from ..registry import BACKBONES
-from ._weights import check_local_file, fetching, hub_offline, is_local_path, offline_error
 from .base import Backbone
 from .timm_features import TimmFeatureBackbone, is_hierarchical
+from .weights import check_local_file, fetching, hub_offline, is_local_path, offline_error
 
 __all__ = ["TimmBackbone", "build_timm"]
 

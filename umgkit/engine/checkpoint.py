@@ -44,7 +44,7 @@ from .._io import file_sha256
 from .._tensors import copy_named, read_safetensors
 from ..errors import CheckpointError
 from ._seed import capture_rng_state, restore_rng_state
-from ._strategy import sharded_state, strategy_name
+from .strategy import sharded_state, strategy_name
 
 __all__ = [
     "COMPLETE_MARKER",

@@ -2,7 +2,7 @@
 
 ``head(fmap)`` takes the backbone's ``dense`` map ``(B, width, h, w)`` (stride ``patch_size``); a trainable
 `SimpleFeaturePyramid` (owned by the head, like the semantic heads') makes strides 4..32, transformers'
-pixel decoder and masked-attention decoder (see `umgkit.heads._mask2former`) turn ``num_queries`` learned
+pixel decoder and masked-attention decoder (see `umgkit.heads.mask2former`) turn ``num_queries`` learned
 queries into one mask and one class distribution each. Output::
 
     {"pred_logits": (B, Q, K + 1),       # last column = "no object"
@@ -29,7 +29,7 @@ from ..backbones.pyramid import SimpleFeaturePyramid
 from ..errors import ConfigError
 from ..registry import HEADS
 from ._decoders import LEVELS
-from ._mask2former import Mask2FormerCore, mask2former_config
+from .mask2former import Mask2FormerCore, mask2former_config
 from .segmentation import DEFAULT_TEMPLATES, SemanticHead
 
 __all__ = ["Mask2FormerHead", "build_mask2former"]

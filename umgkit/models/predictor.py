@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data._images import BadSampleError, load_image
 from ..data.classification import IMAGE_EXTENSIONS
+from ..data.images import BadSampleError, load_image
 from ..errors import ModelError
 from .base import TaskModel
 from .inputs import PredictInput, PredictRequest
@@ -214,7 +214,7 @@ def _read(item: ImageInput, index: int) -> tuple[str, torch.Tensor]:
 
 def _config_class_names(cfg: Any) -> list[str] | None:
     if cfg.data.class_names:
-        from ..data._images import read_lines
+        from ..data.images import read_lines
 
         return read_lines(Path(cfg.data.class_names))
     return None

@@ -89,7 +89,7 @@ def download_model(spec: str) -> Path:
         RevisionNotFoundError,
     )
 
-    from ..backbones._weights import hub_offline
+    from ..backbones.weights import hub_offline
 
     repo, revision = parse_hub_name(spec)
     offline = hub_offline()

@@ -6,7 +6,7 @@ crop + flip to ``data.image_size`` (masks move with the image, vanished segments
 segments are not matched targets. Eval: only the image is resized (``eval_resize``); predictions are
 up-sampled to the stored size, so images of any size are evaluated one by one at their own resolution.
 Loss: Hungarian-matched class CE ("no object" down-weighted) + sigmoid BCE + dice on sampled points, on
-the last and every auxiliary decoder layer (`umgkit.heads._mask2former.SetCriterion`).
+the last and every auxiliary decoder layer (`umgkit.heads.mask2former.SetCriterion`).
 Metric: PQ / SQ / RQ (all, things ``_th``, stuff ``_st``, per class) counted per image exactly as
 panopticapi and summed over the dataset (`umgkit.metrics.panoptic`), plus the mIoU of the semantic output
 of the same model. ``save_predictions`` writes COCO panoptic PNG + JSON for panopticapi or
@@ -25,7 +25,7 @@ from torch import nn
 from ..config import Option, RunConfig, parse_options
 from ..data.build import build_dataset
 from ..data.collate import collate_dicts
-from ..heads._mask2former import SetCriterion
+from ..heads.mask2former import SetCriterion
 from ..metrics.panoptic import pq_image_counts, pq_summary, write_panoptic_json, write_panoptic_png
 from ..metrics.segmentation import segmentation_confusion_matrix, segmentation_scores
 from ..models import PanopticModel, build_model
