@@ -35,7 +35,7 @@ def build_classification_model(cfg: RunConfig, class_names: list[str] | None,
     """Backbone + adapter + ``model.head`` (default ``linear``); CLIP-style centre-crop preprocessing."""
     names = require_class_names("classification", class_names)
     backbone, adapter = build_backbone(cfg.model)
-    head: nn.Module = HEADS.create(cfg.model.head or "linear", cfg.model.head_options,
+    head: nn.Module = HEADS.create(cfg.model.head or "linear", cfg.model.head_options, task="classification",
                                   backbone=backbone, num_classes=len(names), class_names=names)
     head.requires_grad_(True)
     if hasattr(head, "logit_scale"):

@@ -54,7 +54,7 @@ def build_detection_model(cfg: RunConfig, class_names: list[str] | None, *,
     names = require_class_names("detection", class_names)
     opts = inference_options(INFERENCE_OPTIONS, cfg.task_options)
     backbone, adapter = build_backbone(cfg.model)
-    head = HEADS.create(cfg.model.head or "vitdet_rcnn", cfg.model.head_options,
+    head = HEADS.create(cfg.model.head or "vitdet_rcnn", cfg.model.head_options, task="detection",
                         backbone=backbone, num_classes=len(names), class_names=names,
                         masks=bool(opts["masks"]))
     pre = Preprocess(cfg.data.image_size, backbone.image_mean, backbone.image_std,

@@ -57,7 +57,7 @@ def build_panoptic_model(cfg: RunConfig, class_names: list[str] | None, *,
     ``thing_classes`` default to all things; ``category_ids`` (COCO ids per label) to 1..K."""
     names = require_class_names("panoptic", class_names)
     backbone, adapter = build_backbone(cfg.model)
-    head = HEADS.create(cfg.model.head or "mask2former", cfg.model.head_options,
+    head = HEADS.create(cfg.model.head or "mask2former", cfg.model.head_options, task="panoptic",
                         backbone=backbone, num_classes=len(names), class_names=names)
     opts = inference_options(INFERENCE_OPTIONS, cfg.task_options)
     pre = Preprocess(cfg.data.image_size, backbone.image_mean, backbone.image_std,

@@ -33,6 +33,7 @@ def build_retrieval_model(cfg: RunConfig, class_names: list[str] | None = None,
                           **_: object) -> RetrievalModel:
     """Backbone + adapter + ``model.head`` (default ``contrastive``); centre-crop preprocessing."""
     backbone, adapter = build_backbone(cfg.model)
-    head = HEADS.create(cfg.model.head or "contrastive", cfg.model.head_options, backbone=backbone)
+    head = HEADS.create(cfg.model.head or "contrastive", cfg.model.head_options, task="retrieval",
+                        backbone=backbone)
     pre = Preprocess(cfg.data.image_size, backbone.image_mean, backbone.image_std, resize="shorter_crop")
     return RetrievalModel(backbone, head, preprocess=pre, adapter=adapter)

@@ -61,7 +61,7 @@ def build_semantic_model(cfg: RunConfig, class_names: list[str] | None, **_: obj
     sliding-window inference."""
     names = require_class_names("semantic", class_names)
     backbone, adapter = build_backbone(cfg.model)
-    head = HEADS.create(cfg.model.head or "semantic_fpn", cfg.model.head_options,
+    head = HEADS.create(cfg.model.head or "semantic_fpn", cfg.model.head_options, task="semantic",
                         backbone=backbone, num_classes=len(names), class_names=names)
     opts = inference_options(INFERENCE_OPTIONS, cfg.task_options)
     pre = Preprocess(cfg.data.image_size, backbone.image_mean, backbone.image_std,
