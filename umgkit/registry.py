@@ -114,7 +114,6 @@ class Registry:
         return len(self._builders)
 
 
-
 class HeadRegistry(Registry):
     """Heads: each entry declares the tasks it serves and its options dataclass, as adapters do.
 
@@ -122,8 +121,8 @@ class HeadRegistry(Registry):
     ``MyOptions(**head_options)`` (an unknown key names the valid ones; give each field a ``# comment``,
     the config reference prints it) and the builder is called as ``builder(**supplied, options=...)``,
     ``supplied`` being what the task passes (``backbone``, ``num_classes``, ``class_names``, ...). A head
-    without options passes ``options=None`` and is called without ``options``. A config naming a head
-    for another task fails when it is loaded (`check_task`), before anything is built.
+    registered with ``options=None`` takes no options and is called without ``options``. A config naming
+    a head for another task fails when it is loaded (`check_task`), before anything is built.
 
     Example:
         >>> import dataclasses
@@ -145,10 +144,10 @@ class HeadRegistry(Registry):
         self._tasks: dict[str, tuple[str, ...]] = {}
         self._options: dict[str, type | None] = {}
 
-    def register(self, name: str, *, tasks: Iterable[str], options: type | None,
+    def register(self, name: str, *, tasks: Iterable[str] = (), options: type | None = None,
                  doc: str | None = None) -> Callable[[Callable], Callable]:
-        """Decorator registering a head builder under ``name`` for ``tasks`` (task names, at least one)
-        with its ``options`` dataclass (None: the head takes no options)."""
+        """Decorator registering a head builder under ``name`` for ``tasks`` (task names, at least one:
+        registering without them raises) with its ``options`` dataclass (None: the head takes none)."""
 
         def decorator(fn: Callable) -> Callable:
             self.add(name, fn, tasks=tasks, options=options, doc=doc)
