@@ -146,8 +146,10 @@ class TextInitOptions:
 @HEADS.register("linear", tasks=("classification",), options=LinearOptions)
 def build_linear_head(backbone: nn.Module, num_classes: int, class_names: Sequence[str] | None = None,
                       options: LinearOptions | None = None) -> LinearHead:
-    """Linear classifier over ``encode_image`` features (``class_names`` is accepted and unused);
-    ``input_scale`` defaults to ``sqrt(F)`` (see `LinearHead`)."""
+    """Linear classifier over ``encode_image`` features.
+
+    ``input_scale`` defaults to ``sqrt(F)`` (see `LinearHead`); ``class_names`` is accepted and unused.
+    """
     options = options or LinearOptions()
     return LinearHead(in_dim=feature_dim(backbone), num_classes=int(num_classes),
                       input_scale=options.input_scale)

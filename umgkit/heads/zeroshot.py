@@ -67,8 +67,10 @@ class PixelTextOptions:
 def build_pixel_text_head(backbone: nn.Module, num_classes: int | None = None,
                           class_names: Sequence[str] | None = None,
                           options: PixelTextOptions | None = None) -> PixelTextHead:
-    """Zero-shot segmentation: text-aligned pixel embeddings vs the class names' prompt embeddings; nothing
-    trains."""
+    """Zero-shot segmentation by cosine to class-name text embeddings; nothing trains.
+
+    The backbone's text-aligned pixel embeddings are scored against the class names' prompt embeddings.
+    """
     options = options or PixelTextOptions()
     if not class_names:
         raise ValueError("head 'pixel_text' needs class names (the task passes the dataset's; predict takes "
