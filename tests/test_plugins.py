@@ -23,18 +23,30 @@ PLUGIN = '''
 from umgkit.registry import HEADS
 
 
-@HEADS.register("test_plugin_head")
+@HEADS.register("test_plugin_head", tasks=("classification",))
 def build(backbone, num_classes, class_names=None):
     """A head registered by an installed plugin."""
     raise NotImplementedError
 '''
 
 
+def _forget_registrations_afterwards(monkeypatch) -> None:
+    """What a plugin registers here is gone after the test (other tests list the heads of a task)."""
+    from umgkit.registry import REGISTRIES
+
+    for registry in REGISTRIES.values():
+        for attribute, table in vars(registry).items():
+            if isinstance(table, dict):
+                monkeypatch.setattr(registry, attribute, dict(table))
+
+
 def test_an_installed_plugin_registers_its_names_for_the_command(tmp_path, monkeypatch, capsys):
+    _forget_registrations_afterwards(monkeypatch)
     _install(tmp_path, "test-umgkit-plugin", "test_umgkit_plugin", PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["list", "heads"]) == 0
-    assert "test_plugin_head  A head registered by an installed plugin." in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "test_plugin_head  [classification] A head registered by an installed plugin." in listed
     assert "test_umgkit_plugin" in load_plugins()  # again: imported once, nothing registered twice
 
 

@@ -11,7 +11,7 @@ import torch
 from _toy_task import make_config, run
 from torch import nn
 
-from umgkit.engine import strategy, checkpoint
+from umgkit.engine import checkpoint, strategy
 from umgkit.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

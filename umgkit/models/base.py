@@ -45,6 +45,9 @@ class TaskModel(nn.Module):
     """
 
     task: ClassVar[str] = ""  # the name it is registered under in MODELS (and the run config's ``task``)
+    # The task whose heads it takes (HEADS declare tasks): a subclass registered as a new task keeps its
+    # base's heads. Empty: its own ``task``.
+    head_task: ClassVar[str] = ""
     inference_defaults: ClassVar[Mapping[str, Option]] = {}  # the task's INFERENCE_OPTIONS
     prediction: ClassVar[type[Prediction]] = Prediction  # what `predict` returns, one per image
     takes_texts: ClassVar[bool] = False  # predictions rank query texts (Predictor(texts=...) required)

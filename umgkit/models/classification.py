@@ -24,6 +24,7 @@ class ClassificationModel(TaskModel):
     backbone) -> logits ``(B, C)``."""
 
     task = "classification"
+    head_task = "classification"
     prediction = ClassificationPrediction
     pipeline_tag = "image-classification"
 
@@ -42,7 +43,8 @@ class ClassificationModel(TaskModel):
         names = require_class_names(cls.task, class_names)
         backbone, adapter = build_backbone(cfg.model)
         head: nn.Module = HEADS.create(cfg.model.head or "linear", cfg.model.head_options,
-                                      backbone=backbone, num_classes=len(names), class_names=names)
+                                      task=cls.head_task or cls.task, backbone=backbone,
+                                      num_classes=len(names), class_names=names)
         head.requires_grad_(True)
         if hasattr(head, "logit_scale"):
             head.logit_scale.requires_grad_(bool(cfg.model.head_options.get("learn_scale", True)))

@@ -32,6 +32,7 @@ class DetectionModel(TaskModel):
     ``labels``, [``masks`` (N, 1, H, W) probabilities]) at ``original_sizes`` in eval mode."""
 
     task = "detection"
+    head_task = "detection"
     inference_defaults = INFERENCE_OPTIONS
     prediction = DetectionPrediction
     pipeline_tag = "object-detection"

@@ -31,6 +31,7 @@ class PanopticModel(TaskModel):
     """``forward((B, 3, H, W))`` -> the head's dict (``pred_logits (B, Q, K+1)``, ``pred_masks``, ``aux``)."""
 
     task = "panoptic"
+    head_task = "panoptic"
     inference_defaults = INFERENCE_OPTIONS
     prediction = PanopticPrediction
     pipeline_tag = "image-segmentation"

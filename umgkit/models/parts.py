@@ -59,7 +59,8 @@ def build_dense_model(model_cls: type[M], cfg: RunConfig, class_names: Sequence[
     opts = inference_options(model_cls.inference_defaults, cfg.task_options)
     backbone, adapter = build_backbone(cfg.model)
     extra = head_arguments(opts) if head_arguments is not None else {}
-    head = HEADS.create(cfg.model.head or default_head, cfg.model.head_options, backbone=backbone,
+    head = HEADS.create(cfg.model.head or default_head, cfg.model.head_options,
+                        task=model_cls.head_task or model_cls.task, backbone=backbone,
                         num_classes=len(names), class_names=names, **extra)
     pre = Preprocess(cfg.data.image_size, backbone.image_mean, backbone.image_std,
                      resize=opts.get("eval_resize") or "none", inference=opts)

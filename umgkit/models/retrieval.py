@@ -24,6 +24,7 @@ class RetrievalModel(TaskModel):
     "logit_scale": ()}`` (embeddings L2-normalised; either input may be omitted)."""
 
     task = "retrieval"
+    head_task = "retrieval"
     prediction = RetrievalPrediction
     takes_texts = True
     pipeline_tag = "zero-shot-image-classification"
@@ -41,7 +42,8 @@ class RetrievalModel(TaskModel):
                     **_: object) -> RetrievalModel:
         """Backbone + adapter + ``model.head`` (default ``contrastive``); centre-crop preprocessing."""
         backbone, adapter = build_backbone(cfg.model)
-        head = HEADS.create(cfg.model.head or "contrastive", cfg.model.head_options, backbone=backbone)
+        head = HEADS.create(cfg.model.head or "contrastive", cfg.model.head_options,
+                            task=cls.head_task or cls.task, backbone=backbone)
         pre = Preprocess(cfg.data.image_size, backbone.image_mean, backbone.image_std, resize="shorter_crop")
         return cls(backbone, head, preprocess=pre, adapter=adapter)
 

@@ -32,6 +32,7 @@ class SemanticModel(TaskModel):
     """``forward((B, 3, H, W)) -> logits (B, K, H, W)``; `segment` adds the configured inference mode."""
 
     task = "semantic"
+    head_task = "semantic"
     inference_defaults = INFERENCE_OPTIONS
     prediction = SemanticPrediction
     pipeline_tag = "image-segmentation"
