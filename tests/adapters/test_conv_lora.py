@@ -116,7 +116,8 @@ def test_lokr_count_on_a_3x3_conv():
     model = build("timm:resnet18")
     adapter = apply_adapter(model, "lokr", rank=R)
     prefix = "model.layer1.0.conv2."
-    assert sum(p.numel() for n, p in model.named_parameters() if n.startswith(prefix) and adapter.owns(n)) == 640
+    owned = [p for n, p in model.named_parameters() if n.startswith(prefix) and adapter.owns(n)]
+    assert sum(p.numel() for p in owned) == 640
 
 
 @pytest.mark.parametrize("name, forward, pattern", CNNS)
@@ -167,3 +168,16 @@ def test_conv_lora_trains_only_its_factors():
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     assert grads and all(adapter.owns(n) for n in grads)
     assert all(g.abs().sum() > 0 for n, g in grads.items() if "lora_B" in n)
+
+
+def test_docs_default_targets_example_runs(capsys):
+    """docs/adapters.md's conv LoRA example runs as printed and prints the count it claims."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "adapters.md").read_text()
+    section = text[text.index("## Default targets"):text.index("## The adapter of a training run")]
+    start = section.index("```python") + len("```python")
+    code = section[start:section.index("```\n", start)]
+    torch.manual_seed(0)
+    exec(compile(code, "docs/adapters.md", "exec"), {})
+    assert capsys.readouterr().out.split() == ["137472"]

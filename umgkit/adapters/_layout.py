@@ -7,9 +7,9 @@ SwiGLU (``fc1_g, fc1_x, fc2``) or a plain ``fc1, fc2``; open_clip keeps the proj
 ``nn.MultiheadAttention``; transformers names them ``self_attn.{q,k,v,out}_proj``; ResNet blocks have
 convolutions only. `block_layout` records which block-relative path plays which role:
 
-- ``qkv``: a fused ``Linear(C, 3C)`` ordered q|k|v; or ``q``, ``k``, ``v``: separate Linear projections;
-  or ``mha``: an ``nn.MultiheadAttention`` (whose forward reads ``out_proj.weight`` directly, so its
-  inner layers cannot be wrapped on their own).
+- ``qkv``: a fused ``Linear`` ordered q|k|v (``Linear(C, 3C)`` but for unusual head widths); or ``q``,
+  ``k``, ``v``: separate Linear projections; or ``mha``: an ``nn.MultiheadAttention`` (whose forward
+  reads ``out_proj.weight`` directly, so its inner layers cannot be wrapped on their own).
 - ``attn_out``: the attention's output projection, when it is called as a module.
 - ``mlp``: the MLP's Linear (or 1x1 conv) layers in order; ``norms``: the block's own affine LayerNorms;
   ``convs``: the block's own ``nn.Conv2d`` layers (ResNet ``conv1..3``, ConvNeXt ``conv_dw``).
@@ -34,7 +34,7 @@ class BlockLayout:
 
     attention: str | None = None  # the attention module ("attn", "self_attn"); None: no attention
     mha: bool = False  # the attention is an nn.MultiheadAttention
-    qkv: str | None = None  # fused Linear(C, 3C), rows q|k|v
+    qkv: str | None = None  # fused Linear, output rows q|k|v
     q: str | None = None
     k: str | None = None
     v: str | None = None
@@ -67,8 +67,8 @@ def _child(parent: nn.Module, name: str) -> nn.Module | None:
 
 
 def _fused_qkv(attn: nn.Module) -> bool:
-    qkv = _child(attn, "qkv")
-    return isinstance(qkv, nn.Linear) and qkv.out_features == 3 * qkv.in_features
+    qkv = _child(attn, "qkv")  # (3 * heads * head_dim) outputs, usually 3C
+    return isinstance(qkv, nn.Linear) and qkv.out_features % 3 == 0
 
 
 def _separate(attn: nn.Module) -> tuple[str, str, str] | None:

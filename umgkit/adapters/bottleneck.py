@@ -80,9 +80,9 @@ class SequentialBottleneck(AdapterWrapper):
 
 def _require_mlp(path: str, block: nn.Module, method: str) -> None:
     if not block_layout(block).mlp:
-        raise ConfigError(f"{method} adds a bottleneck beside a block's token MLP; {path} has none (a "
-                          "convolution-only block, such as a ResNet's). Use lora (on its convolutions) or "
-                          "bitfit.")
+        raise ConfigError(f"{method} needs a block's token MLP to attach its bottleneck to; {path} has "
+                          "none (a convolution-only block, such as a ResNet's). Use lora (on its "
+                          "convolutions) or bitfit.")
 
 
 @dataclass

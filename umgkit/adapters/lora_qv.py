@@ -152,12 +152,17 @@ class LoraQVAdapter(Adapter):
         for path, block, _ in select_blocks(model, c.tower, c.layers):
             layout = block_layout(block)
             if layout.attention is None:
-                raise ConfigError(f"{path} has no attention (a convolution or MLP block), so no q and v for "
-                                  "lora_qv. Use lora (it targets the block's MLP or convolutions), ssf or "
-                                  "bitfit.")
+                others = "lora (on the block's MLP), ssf or bitfit" if layout.mlp else \
+                    "lora (on the block's convolutions) or bitfit"
+                raise ConfigError(f"{path} has no attention, so no q and v for lora_qv (the block holds "
+                                  f"convolutions or an MLP only). Use {others}.")
             attn_path = f"{path}.{layout.attention}"
             if layout.qkv is not None:
                 qkv = get_submodule(block, layout.qkv)
+                if qkv.out_features != 3 * qkv.in_features:
+                    raise ConfigError(f"{path}.{layout.qkv} is not a fused nn.Linear(C, 3C) (its heads are "
+                                      "wider or narrower than C); lora_qv cannot split it into q|k|v slices. "
+                                      "Use lora.")
                 wrapped = LoraQVLinear(qkv, qkv.in_features, c.rank, c.alpha, c.dropout)
                 set_submodule(model, f"{path}.{layout.qkv}", wrapped)
                 continue
@@ -175,7 +180,8 @@ class LoraQVAdapter(Adapter):
                 q_name = layout.q.split(".", 1)[1]  # relative to the attention module
                 v_name = layout.v.split(".", 1)[1]
                 width = get_submodule(attn, q_name).in_features
-                wrapped = LoraQVSeparate(attn, width, c.rank, c.alpha, c.dropout, q_name=q_name, v_name=v_name)
+                wrapped = LoraQVSeparate(attn, width, c.rank, c.alpha, c.dropout, q_name=q_name,
+                                         v_name=v_name)
             set_submodule(model, attn_path, wrapped)
 
     def owns(self, name: str) -> bool:

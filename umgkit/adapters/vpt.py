@@ -94,7 +94,8 @@ class VPTAdapter(Adapter):
         blocks = select_blocks(model, "vision", None)
         lists = {bl.path for _, _, bl in blocks}
         if len(lists) != 1 or blocks[0][2].style in ("convnext", "resnet"):
-            others = "lora or bitfit" if blocks[0][2].style == "resnet" else "lora, ssf, bitfit or adaptformer"
+            resnet = blocks[0][2].style == "resnet"
+            others = "lora or bitfit" if resnet else "lora, ssf, bitfit or adaptformer"
             raise ConfigError(f"VPT inserts prompt tokens into the one token sequence of a plain ViT; this "
                               f"backbone's blocks are {sorted(lists)} (a hierarchical model: stages of "
                               f"feature maps or windows). Use {others} on it.")
