@@ -181,3 +181,12 @@ def test_docs_default_targets_example_runs(capsys):
     torch.manual_seed(0)
     exec(compile(code, "docs/adapters.md", "exec"), {})
     assert capsys.readouterr().out.split() == ["137472"]
+
+
+@pytest.mark.parametrize("method", PEFT_METHODS)
+def test_grouped_convolutions_are_refused_naming_the_dense_layers(method):
+    from umgkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"stages\.0\.blocks\.0\.conv_dw is a grouped convolution "
+                                          r"\(groups=96.*mlp\.fc1, mlp\.fc2"):
+        apply_adapter(create_backbone("timm:convnext_tiny"), method, rank=4, target_modules=["conv_dw"])

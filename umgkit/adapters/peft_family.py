@@ -89,8 +89,9 @@ class _PeftAdapter(Adapter):
     def inject(self, model: nn.Module) -> None:
         c = self.config
         found = block_targets(model, c.tower, c.layers, c.target_modules, self.default_targets)
-        for path, _, _ in found:
+        for path, module, _ in found:
             _refuse_inside_mha(model, path)
+            _refuse_grouped_conv(path, unwrapped(module), self.method)
         from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 
         from ._peft_mha import make_mha_exact
@@ -152,6 +153,15 @@ def _refuse_inside_mha(model: nn.Module, path: str) -> None:
         if isinstance(unwrapped(get_submodule(model, ".".join(parts[:i]))), nn.MultiheadAttention):
             raise ConfigError(f"{path} lives inside an nn.MultiheadAttention, whose forward never calls it; "
                               "target the attention module itself ('attn', LoRA only) or the MLP.")
+
+
+def _refuse_grouped_conv(path: str, module: nn.Module, method: str) -> None:
+    """peft wraps a grouped (depthwise) convolution only for ranks divisible by its groups and cannot merge
+    it; umgkit refuses it up front rather than train an adapter that never folds into the weights."""
+    if isinstance(module, nn.Conv2d) and module.groups > 1:
+        raise ConfigError(f"Adapter '{method}': {path} is a grouped convolution (groups={module.groups}, "
+                          "e.g. ConvNeXt's depthwise conv_dw), which peft's LoRA family cannot merge. Target "
+                          "the block's dense layers instead (ConvNeXt: mlp.fc1, mlp.fc2, the default).")
 
 
 @ADAPTERS.register("lora")
