@@ -141,7 +141,7 @@ class LoraQVSeparate(_QVDelta):
 
 @ADAPTERS.register("lora_qv")
 class LoraQVAdapter(Adapter):
-    """LoRA on the q and v slices of each block's fused qkv projection."""
+    """LoRA on the q and v projections of each block (slices of a fused qkv, or separate q / v layers)."""
 
     method = "lora_qv"
     config_cls = LoraQVConfig
