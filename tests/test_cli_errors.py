@@ -76,6 +76,8 @@ CASES = [
     # registry names
     Case("adapter_name", train("model.adapter=lorra"), ("model.adapter", "'lorra'", "did you mean", "lora")),
     Case("head_name", train("model.head=linaer"), ("model.head", "'linaer'", "did you mean", "linear")),
+    Case("head_task_mismatch", train("model.head=semantic_fpn"),
+         ("model.head", "'semantic_fpn'", "serves task semantic", "'classification'", "linear, text_init")),
     Case("task_name", train("task=classfication"), ("task", "'classfication'", "did you mean",
                                                      "classification")),
     Case("backbone_family", train("model.backbone=umgg:tiny"), ("model.backbone", "umgg:tiny", "umg:")),
@@ -526,6 +528,14 @@ def test_debug_keeps_the_traceback(outcomes):
                            f"{run}/model"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "umgkit.errors.ModelError" in proc.stderr
+
+
+@pytest.mark.parametrize("case_id", ["head_task_mismatch", "head_name"])
+def test_a_config_error_writes_nothing(outcomes, case_id):
+    """Stopped when the config is loaded: no run folder, no synthetic world, nothing built."""
+    results, paths = outcomes
+    assert results[case_id].returncode == 2
+    assert not (paths["runs"] / case_id).exists()
 
 
 def test_every_case_is_distinct():

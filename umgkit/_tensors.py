@@ -51,14 +51,14 @@ def reading_weights(path: str | os.PathLike, fix: str = "") -> Iterator[None]:
         raise
     except SafetensorError as err:
         raise WeightsError(f"{path} is not a readable safetensors file ({err}); it may be truncated or "
-                           f"another kind of file under a .safetensors name. {fix}".strip()) from None
+                           f"another kind of file under a .safetensors name. {fix}".strip()) from err
     except (pickle.UnpicklingError, EOFError) as err:
         raise WeightsError(f"{path} cannot be read as plain tensors ({_first_reason(err)}); umgkit never "
                            "unpickles other objects, since a pickle can run code. Save the weights as a "
-                           f"state dict of tensors, preferably as .safetensors. {fix}".strip()) from None
+                           f"state dict of tensors, preferably as .safetensors. {fix}".strip()) from err
     except (RuntimeError, KeyError, ValueError) as err:  # a torch / zip archive the reader cannot parse
         raise WeightsError(f"{path} could not be loaded as weights ({_first_reason(err)}). "
-                           f"{fix}".strip()) from None
+                           f"{fix}".strip()) from err
 
 
 def _first_reason(err: BaseException) -> str:

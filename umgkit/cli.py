@@ -155,7 +155,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _read_names(path: Path, flag: str, layout: str) -> list[str]:
     """The non-empty lines of a ``--classes-file`` / ``--texts-file``, or an error naming the file."""
-    from .data._images import read_lines
+    from .data.images import read_lines
     from .errors import ModelError
 
     if path.is_dir():
@@ -174,7 +174,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     import_builtins()
     if args.merge:
-        from .engine._strategy import refuse_merge_under_zero3
+        from .engine.strategy import refuse_merge_under_zero3
 
         refuse_merge_under_zero3()
     out = export_model(args.model, args.out, merge=args.merge, overrides=args.overrides)

@@ -110,6 +110,13 @@ def umgkit_timm_eva() -> torch.nn.Module:
 
 
 @_cached
+def umgkit_timm_eva_separate() -> torch.nn.Module:
+    """timm EVA with separate q / k / v projections (``qkv_fused=False``), the layout open_clip's EVA02-CLIP
+    towers are built with (see test_support_matrix.py for openclip:EVA02-B-16 itself)."""
+    return _create("timm:eva02_tiny_patch14_224", depth=2, img_size=IMAGE, patch_size=8, qkv_fused=False)
+
+
+@_cached
 def umgkit_openclip_eva02() -> torch.nn.Module:
     """open_clip EVA02-CLIP layout: a timm EVA02 trunk inside open_clip's CLIP, text tower beside it."""
     return _create("openclip:umgkit-tiny-eva02")
@@ -146,6 +153,7 @@ UMGKIT_BACKBONES = [
     pytest.param(umgkit_openclip_tiny, _encode_image, id="umgkit-openclip"),
     pytest.param(umgkit_timm_tiny, _dense, id="umgkit-timm"),
     pytest.param(umgkit_timm_eva, _dense, id="umgkit-timm-eva"),
+    pytest.param(umgkit_timm_eva_separate, _dense, id="umgkit-timm-eva-separate-qkv"),
     pytest.param(umgkit_openclip_eva02, _encode_image, id="umgkit-openclip-eva02"),
     pytest.param(umgkit_openclip_vit_map, _encode_image, id="umgkit-openclip-vit-map"),
     pytest.param(umgkit_hf_clip, _encode_image, id="umgkit-hf-clip"),

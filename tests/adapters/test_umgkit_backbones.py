@@ -21,7 +21,8 @@ from umgkit.adapters import apply_adapter, load_adapter, merge_adapter, paramete
 # the other files) run one method of each kind, to check that blocks are found under the wrapper.
 WRAPPER_METHODS = {"lora", "lora_qv", "adaptformer", "vpt", "ssf", "bitfit"}
 # rotary embeddings cover image tokens only: VPT is a clear error there (tested below)
-REFUSED = {("umgkit-timm-eva", "vpt"), ("umgkit-openclip-eva02", "vpt")}
+REFUSED = {("umgkit-timm-eva", "vpt"), ("umgkit-timm-eva-separate-qkv", "vpt"),
+           ("umgkit-openclip-eva02", "vpt")}
 CASES = [pytest.param(*b.values, *m.values, id=f"{b.id}-{m.id}")
          for b in UMGKIT_BACKBONES for m in method_params(None if b.id == "umg" else WRAPPER_METHODS)
          if (b.id, m.values[0]) not in REFUSED]
@@ -69,3 +70,29 @@ def test_adapter_on_umgkit_backbone(tmp_path, build, forward, method, options):
 @functools.cache
 def _plain_keys(build) -> set[str]:
     return set(build().state_dict())
+
+
+def test_separate_qkv_blocks_get_lora_on_their_own_projections():
+    """EVA built with q_proj / k_proj / v_proj (as open_clip builds EVA02-CLIP): LoRA wraps the three
+    projections and the output projection; lora_qv updates q and v only; exact counts."""
+    from adapter_cases import umgkit_timm_eva_separate
+
+    c, r, blocks = 192, 4, 2
+    model = umgkit_timm_eva_separate()
+    adapter = apply_adapter(model, "lora", rank=r)
+    wrapped = {n.split(".lora_")[0].split("blocks.0.", 1)[-1] for n, _ in model.named_parameters()
+               if adapter.owns(n) and ".blocks.0." in n}
+    assert wrapped == {"attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.proj"}
+    assert parameter_report(model)["trainable"] == blocks * 4 * (r * c + c * r)
+
+    model = umgkit_timm_eva_separate()
+    apply_adapter(model, "lora_qv", rank=r)
+    assert parameter_report(model)["trainable"] == blocks * 4 * r * c
+    attn = model.model.blocks[0].attn
+    with torch.no_grad():
+        attn.lora_qv_B_q.normal_()
+        attn.lora_qv_B_v.normal_()
+    updated = attn._updated()  # the weights the attention runs with; k_proj keeps its frozen weight
+    assert set(updated) == {"q_proj.weight", "v_proj.weight"}
+    assert not torch.equal(updated["q_proj.weight"], attn.base_layer.q_proj.weight)
+    assert not torch.equal(updated["v_proj.weight"], attn.base_layer.v_proj.weight)

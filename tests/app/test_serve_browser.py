@@ -1,7 +1,8 @@
 """`umgkit serve` in a real headless Chromium (Debian's chromium + chromedriver, driven by Selenium; no
 browser is downloaded). Upload a val image, type its class names, predict: the overlay the page shows and
 its per-class areas equal `umgkit predict` on the same image and classes. Bad inputs show one message
-and the server keeps serving. Skips with a reason where Chromium or Gradio is missing."""
+and the server keeps serving. Skips with a reason where Chromium or Gradio is missing, and fails instead
+on CI (``CI`` set), where a skip would hide that the browser test never ran."""
 
 import json
 import os
@@ -16,19 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _browser_env import require_browser  # tests/app is on the path (rootdir-relative test folder)
 from PIL import Image
 
 from umgkit.cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="no Chromium + chromedriver on this machine "
-                       "(Debian: apt-get install chromium chromium-driver; .ci/run installs them)"),
-]
-gradio = pytest.importorskip("gradio", reason="Gradio is the optional 'app' extra: pip install 'umgkit[app]'")
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium drives the browser (dev extra)")
+pytestmark = pytest.mark.slow
+require_browser()  # a skip with the reason here; a failure on CI, where the browser must be there
+from selenium import webdriver  # noqa: E402  (present: require_browser checked it)
+
 SHOTS = os.environ.get("UMGKIT_SCREENSHOT_DIR")  # set to keep a screenshot of the page (docs/)
 
 

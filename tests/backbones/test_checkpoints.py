@@ -103,7 +103,7 @@ def test_timm_local_file(tmp_path):
     _same_outputs(model, loaded, text=False)
 
 
-@pytest.mark.parametrize("name,tag", [("openclip:umgkit-tiny-openclip", "laion2b_s34b_b88k"),
+@pytest.mark.parametrize("name,tag", [("openclip:ViT-B-16", "laion2b_s34b_b88k"),
                                       ("timm:vit_tiny_patch16_224", "augreg_in21k")])
 def test_hub_name_offline(monkeypatch, name, tag):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

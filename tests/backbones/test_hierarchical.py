@@ -120,7 +120,7 @@ def test_open_clip_resnet_tower_pools_like_open_clip_at_any_size():
 SUPPORTED = [("convnext", "lora", {"rank": 2}), ("convnext", "ssf", {}), ("convnext", "bitfit", {}),
              ("convnext", "adaptformer", {"bottleneck": 4}), ("convnext_conv_mlp", "lora", {"rank": 2}),
              ("swin", "lora", {"rank": 2}), ("swin", "lora_qv", {"rank": 2}), ("swin", "bitfit", {}),
-             ("resnet", "bitfit", {"scope": "model"})]
+             ("resnet", "bitfit", {"scope": "model"}), ("resnet", "lora", {"rank": 2})]
 MERGEABLE = {"lora", "lora_qv", "ssf", "bitfit"}
 
 
@@ -151,7 +151,8 @@ def test_adapter_applies_saves_loads_and_merges(tmp_path, key, method, options):
 
 @pytest.mark.parametrize("key, method, message", [
     ("convnext", "lora_qv", "no attention, so no q and v"), ("convnext", "vpt", "Use lora, ssf"),
-    ("swin", "vpt", "hierarchical model"), ("resnet", "lora", "No transformer blocks found"),
+    ("swin", "vpt", "hierarchical model"), ("resnet", "vpt", "Use lora or bitfit"),
+    ("resnet", "ssf", "convolution-only block.*use lora"), ("resnet", "lora_qv", "no attention"),
     ("convnext_conv_mlp", "adaptformer", "convolutional"), ("convnext_conv_mlp", "ssf", "Conv2d"),
 ])
 def test_methods_that_cannot_apply_say_why(key, method, message):

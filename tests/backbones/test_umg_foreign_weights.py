@@ -2,7 +2,9 @@
 
 from functools import partial
 
+import open_clip
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
@@ -11,9 +13,6 @@ from torch import nn
 from umgkit.backbones import create_backbone
 from umgkit.backbones.umg import load_umg_checkpoint, save_umg_checkpoint
 from umgkit.errors import WeightsError
-
-open_clip = pytest.importorskip("open_clip")
-timm = pytest.importorskip("timm")
 
 TEXTS = ["a red circle", "two blue squares on grass", "a star"]
 

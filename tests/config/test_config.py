@@ -206,3 +206,74 @@ def test_every_shipped_config_is_in_range():
     assert len(configs) > 40
     for path in configs:
         load_config(path)
+
+
+# -- model.head must serve the task: checked when the config is loaded, before anything is built -------------
+HEAD_TASK = {"linear": "classification", "text_init": "classification", "contrastive": "retrieval",
+             "semantic_fpn": "semantic", "semantic_uper": "semantic", "pixel_text": "semantic",
+             "mask2former": "panoptic", "vitdet_rcnn": "detection"}
+
+
+@pytest.mark.parametrize("task", sorted(set(HEAD_TASK.values())))
+@pytest.mark.parametrize("head", sorted(HEAD_TASK))
+def test_a_head_loads_only_with_the_task_it_serves(head, task):
+    data = {"task": task, "model": {"head": head}}
+    if HEAD_TASK[head] == task:
+        assert config_from_dict(data).model.head == head
+        return
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    fit = sorted(h for h, t in HEAD_TASK.items() if t == task)
+    assert info.value.key == "model.head"
+    assert str(info.value) == (
+        f"model.head: head '{head}' serves task {HEAD_TASK[head]}, not '{task}'. Heads for {task}: "
+        f"{', '.join(fit)}; set model.head to one of them (e.g. model.head={fit[0]}) or leave it empty for "
+        "the task's default head.")
+
+
+def test_the_issue_example_stops_at_load_time():
+    """`umgkit train configs/demo/classification.yaml model.head=semantic_fpn` once ended in a
+    conv_transpose2d RuntimeError inside the first forward pass."""
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[2] / "configs" / "demo" / "classification.yaml"
+    with pytest.raises(ConfigError, match=r"head 'semantic_fpn' serves task semantic, not 'classification'\. "
+                                          r"Heads for classification: linear, text_init;"):
+        load_config(demo, ["model.head=semantic_fpn"])
+    assert load_config(demo, ["model.head=text_init"]).model.head == "text_init"
+
+
+def test_a_task_no_head_declares_is_left_to_the_model_builder():
+    # pretrain builds no head; a misspelt task is named (with close matches) by the task builder
+    assert config_from_dict({"task": "pretrain", "model": {"head": "linear"}}).model.head == "linear"
+    assert config_from_dict({"task": "classfication", "model": {"head": "linear"}}).task == "classfication"
+
+
+def test_an_unknown_head_is_named_at_load_time():
+    with pytest.raises(ConfigError, match=r"model.head: unknown head 'linaer'. Did you mean 'linear'\?"):
+        config_from_dict({"task": "classification", "model": {"head": "linaer"}})
+
+
+def test_a_head_registered_by_user_code_declares_its_tasks(monkeypatch):
+    from dataclasses import dataclass
+
+    from umgkit.registry import HEADS
+
+    for table in ("_builders", "_docs", "_tasks", "_options"):  # registrations made here vanish afterwards
+        monkeypatch.setattr(HEADS, table, dict(getattr(HEADS, table)))
+
+    @dataclass
+    class EdgeOptions:
+        width: int = 8  # hidden channels
+
+    @HEADS.register("edge", tasks=("semantic", "panoptic"), options=EdgeOptions)
+    def build_edge(backbone, num_classes=None, class_names=None, options=None):
+        """Edge-aware segmentation head."""
+
+    assert config_from_dict({"task": "panoptic", "model": {"head": "edge"}}).model.head == "edge"
+    with pytest.raises(ConfigError, match=r"serves tasks semantic, panoptic, not 'detection'\. Heads for "
+                                          r"detection: vitdet_rcnn;"):
+        config_from_dict({"task": "detection", "model": {"head": "edge"}})
+    fit = r"Heads for semantic: edge, pixel_text, semantic_fpn, semantic_uper;"
+    with pytest.raises(ConfigError, match=fit):
+        config_from_dict({"task": "semantic", "model": {"head": "linear"}})

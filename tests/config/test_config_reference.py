@@ -9,6 +9,7 @@ from umgkit.config import RunConfig
 from umgkit.config.reference import (
     COMMAND,
     ReferenceDocError,
+    _head_section,
     _task_section,
     config_reference,
     field_comments,
@@ -41,6 +42,11 @@ def test_every_run_config_key_is_documented():
         assert f"| `{key}` |" in text, key
     assert "| `label_smoothing` | `0.0` |" in text  # task OPTIONS rows carry their defaults
     assert "| `rank` | `int` | `8` |" in text  # adapter options come from the options dataclass
+    # head options too, with the tasks each head serves
+    assert "| `channels` | `int` | `128` | channels of the decoder (FPN / UperNet) |" in text
+    assert ("### `semantic_uper`\n\nUperNet (PPM + FPN, concatenated at stride 4) on a learned simple "
+            "feature pyramid.\n\nServes: `semantic`.\n") in text
+    assert "| `anchor_sizes` | `tuple[int, ...]` | `[32, 64, 128, 256, 512]` |" in text  # from a base class
 
 
 def test_field_comments_reads_inherited_fields():
@@ -58,3 +64,16 @@ def test_task_without_options_fails_loudly():
     build.__module__ = "umgkit.registry"  # a real umgkit module without OPTIONS
     with pytest.raises(ReferenceDocError, match="declares no module-level OPTIONS"):
         _task_section("nameless", build)
+
+
+def test_head_option_without_a_comment_fails_loudly():
+    from umgkit.registry import HeadRegistry
+
+    @dataclasses.dataclass
+    class Undocumented:
+        width: int = 8
+
+    heads = HeadRegistry("head", "returns a head")
+    heads.add("bare", lambda **kw: kw, tasks=("semantic",), options=Undocumented)
+    with pytest.raises(ReferenceDocError, match=r"head 'bare': .*Undocumented.width has no `# comment`"):
+        _head_section("bare", heads)

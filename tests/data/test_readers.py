@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
@@ -12,7 +11,7 @@ from pycocotools import mask as mask_utils
 from umgkit.data import id_to_rgb
 from umgkit.registry import DATASETS
 
-PANOPTIC_SAMPLE = Path(__file__).resolve().parents[3] / "shared/data/coco_panoptic_sample"
+PANOPTIC_SAMPLE = Path(__file__).resolve().parent / "coco_panoptic_sample"  # in the repository (README there)
 
 
 def save_image(path: Path, w: int = 32, h: int = 24, value: int = 100) -> Path:
@@ -148,12 +147,20 @@ def test_coco_instances_masks_boxes_and_label_mapping(tmp_path):
 
 
 def _panoptic_kwargs():
-    if not PANOPTIC_SAMPLE.is_dir():
-        pytest.skip(f"real COCO panoptic sample not found at {PANOPTIC_SAMPLE} "
-                    "(the shared fixture folder is not checked out next to the repository)")
     return dict(root=str(PANOPTIC_SAMPLE), split="val", annotations_file="panoptic_examples.json",
                 panoptic_dir="panoptic_examples", image_dir="input_images",
                 categories_file="panoptic_coco_categories.json")
+
+
+def test_the_real_panoptic_sample_lives_in_the_repository():
+    """Read from a folder outside the repository, the real-format tests skipped on a clean clone."""
+    root = Path(__file__).resolve().parents[2]
+    assert PANOPTIC_SAMPLE.is_relative_to(root)
+    names = sorted(str(p.relative_to(PANOPTIC_SAMPLE)) for p in PANOPTIC_SAMPLE.rglob("*") if p.is_file())
+    assert names == ["README.md", "images_info_examples.json", "input_images/000000142238.jpg",
+                     "input_images/000000439180.jpg", "panoptic_coco_categories.json",
+                     "panoptic_examples.json", "panoptic_examples/000000142238.png",
+                     "panoptic_examples/000000439180.png"]
 
 
 def test_coco_panoptic_real_sample_matches_json():

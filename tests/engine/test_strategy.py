@@ -11,7 +11,7 @@ import torch
 from _toy_task import make_config, run
 from torch import nn
 
-from umgkit.engine import _strategy, checkpoint
+from umgkit.engine import checkpoint, strategy
 from umgkit.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,11 +36,11 @@ def test_fsdp_units_are_the_repeated_blocks_and_trainables_become_float32():
 
     backbone = create_backbone("umg:tiny")
     apply_adapter(backbone, "lora")
-    assert _strategy.fsdp_unit_classes(backbone) == ["Block"]
+    assert strategy.fsdp_unit_classes(backbone) == ["Block"]
     model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)).to(torch.bfloat16)
     model[0].requires_grad_(False)
     acc = SimpleNamespace(distributed_type="NO", num_processes=1)
-    _strategy.prepare_model(model, acc, None)
+    strategy.prepare_model(model, acc, None)
     assert model[0].weight.dtype == torch.bfloat16 and model[1].weight.dtype == torch.float32
 
 
@@ -51,18 +51,18 @@ def test_deepspeed_clipping_must_match_train_clip_grad(monkeypatch):
     acc = SimpleNamespace(distributed_type=DistributedType.DEEPSPEED, num_processes=8, state=ds)
     cfg = SimpleNamespace(train=SimpleNamespace(clip_grad=0.5))
     with pytest.raises(ConfigError, match="gradient_clipping: 0.5"):
-        _strategy.prepare_model(nn.Linear(2, 2), acc, cfg)
+        strategy.prepare_model(nn.Linear(2, 2), acc, cfg)
     cfg.train.clip_grad = 1.0
-    _strategy.prepare_model(nn.Linear(2, 2), acc, cfg)
+    strategy.prepare_model(nn.Linear(2, 2), acc, cfg)
 
 
 def test_merge_is_refused_under_zero3_only(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
-    _strategy.refuse_merge_under_zero3()
+    strategy.refuse_merge_under_zero3()
     monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
     with pytest.raises(ConfigError, match="ZeRO-3"):
-        _strategy.refuse_merge_under_zero3()
+        strategy.refuse_merge_under_zero3()
 
 
 def _trainable(trainer) -> dict[str, torch.Tensor]:
@@ -98,7 +98,7 @@ def test_the_model_folder_under_sharded_parameters_is_rebuilt_from_gathered_tens
     from umgkit.tasks.run import train_and_save
 
     def train(out, sharded):
-        monkeypatch.setattr(_strategy, "shards_parameters", lambda acc: sharded)
+        monkeypatch.setattr(strategy, "shards_parameters", lambda acc: sharded)
         cfg = load_config(ROOT / "configs" / "demo" / "classification.yaml",
                           [f"output_dir={out}", "train.max_steps=2", "train.progress=false",
                            f"data.synthetic.out={tmp_path / 'world'}", "data.synthetic.num=24",

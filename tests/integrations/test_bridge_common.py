@@ -1,7 +1,10 @@
 """The framework-free core of the detectron2 / mmseg bridges: input re-normalisation, the adapted
-pyramid's shapes and trainable set, trainable-only checkpoints and adapter export (no framework needed)."""
+pyramid's shapes and trainable set, the checkpoints both bridges write through the engine's writer (and
+resume from, Adam's moments included), and adapter export (no framework needed)."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -9,8 +12,10 @@ from safetensors.torch import load_file
 
 from umgkit.adapters import load_adapter
 from umgkit.backbones import create_backbone
-from umgkit.engine.checkpoint import latest_checkpoint
-from umgkit.integrations._common import AdaptedPyramid, InputRenormalizer, load_trainable, save_trainable
+from umgkit.engine.checkpoint import checkpoint_problem, latest_checkpoint
+from umgkit.errors import CheckpointError
+from umgkit.integrations._checkpoint import load_training_state, resumable_checkpoint, save_training_state
+from umgkit.integrations._common import AdaptedPyramid, InputRenormalizer
 
 D2_BGR_MEAN, D2_BGR_STD = [103.53, 116.28, 123.675], [1.0, 1.0, 1.0]  # detectron2's defaults (BGR, 0-255)
 
@@ -71,27 +76,92 @@ def test_only_adapter_and_neck_are_trainable_and_receive_gradients():
     assert not net.backbone.blocks[0].training  # the frozen trunk stays in eval mode
 
 
-def test_trainable_checkpoint_round_trip_and_mismatch(tmp_path):
+def _optimizer(net: torch.nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.05)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 1.0 / (1 + it))
+
+
+def _train(net, opt, sched, steps: range) -> None:
+    """One AdamW step per index on a fixed input for that index (the same in every run)."""
+    net.train()
+    for step in steps:
+        x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        sum(f.square().mean() for f in net(x).values()).backward()
+        opt.step()
+        sched.step()
+
+
+def _trained(net) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
+
+
+def test_bridge_checkpoint_is_the_engines_and_resumes_adam_exactly(tmp_path):
+    """The bridges' writer: the engine's files and checksummed marker, and a resume that continues as the
+    unbroken run did (it needs the optimizer's moments, which the old bridge writer dropped)."""
+    root = tmp_path / "checkpoints"
     net = _pyramid()
-    with torch.no_grad():
-        for p in net.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p))
-    out = save_trainable(net, tmp_path / "checkpoints" / "step_0000007", step=7, info=net.info)
-    assert latest_checkpoint(tmp_path / "checkpoints") == out
-    saved = load_file(out / "trainable.safetensors")
-    assert set(saved) == _trainable(net)  # nothing frozen is written
+    opt, sched = _optimizer(net)
+    _train(net, opt, sched, range(2))
+    out = save_training_state(root, 2, model=net, optimizer=opt,
+                              scheduler_state={"scheduler": sched.state_dict()}, trainer_state={"epoch": 0},
+                              info=net.info, export_adapter=net.export_adapter)
+    assert out == root / "step_0000002" and latest_checkpoint(root) == out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "adapter", "complete", "optimizer.json", "optimizer.safetensors", "scheduler.json",
+        "trainable.safetensors", "trainer_state.json", "umgkit_model.json"]
+    assert checkpoint_problem(out) is None
+    sums = json.loads((out / "complete").read_text())["sha256"]
+    assert set(sums) == {"optimizer.json", "optimizer.safetensors", "scheduler.json", "trainable.safetensors",
+                         "trainer_state.json", "umgkit_model.json"}
+    assert set(load_file(out / "trainable.safetensors")) == _trainable(net)  # nothing frozen is written
+    moments = load_file(out / "optimizer.safetensors")
+    assert len([k for k in moments if k.endswith(".exp_avg_sq")]) == len(_trainable(net))
+    assert json.loads((out / "umgkit_model.json").read_text())["adapter"] == "lora_qv"
+    _train(net, opt, sched, range(2, 4))
+    unbroken = _trained(net)
 
-    fresh = _pyramid()
-    assert load_trainable(fresh, out) == {"step": 7}
-    for name in _trainable(net):
-        assert torch.equal(fresh.get_parameter(name), net.get_parameter(name)), name
+    resumed = _pyramid(adapter_options={"rank": 2})
+    opt2, sched2 = _optimizer(resumed)
+    schedules, state = load_training_state(resumed_from := resumable_checkpoint(root), model=resumed,
+                                           optimizer=opt2)
+    assert resumed_from == out and state == {"epoch": 0, "step": 2}
+    sched2.load_state_dict(schedules["scheduler"])
+    _train(resumed, opt2, sched2, range(2, 4))
+    got = _trained(resumed)
+    assert all(torch.equal(got[n], unbroken[n]) for n in unbroken)
 
-    with pytest.raises(ValueError, match="does not fit the model"):
-        load_trainable(_pyramid(adapter="bitfit", adapter_options={}), out)
-    (out / "complete").unlink()
-    with pytest.raises(FileNotFoundError, match="not a complete"):
-        load_trainable(fresh, out)
+    weights_only = _pyramid()  # the same weights with fresh Adam moments drift away: the test can tell
+    opt3, sched3 = _optimizer(weights_only)
+    load_training_state(out, model=weights_only)
+    sched3.load_state_dict(schedules["scheduler"])
+    _train(weights_only, opt3, sched3, range(2, 4))
+    assert not all(torch.equal(p, unbroken[n]) for n, p in _trained(weights_only).items())
+
+
+def test_bridge_checkpoint_keep_last_resave_and_refusals(tmp_path):
+    root = tmp_path / "checkpoints"
+    net = _pyramid()
+    opt, sched = _optimizer(net)
+    for step in (1, 2, 3):
+        _train(net, opt, sched, range(step - 1, step))
+        save_training_state(root, step, model=net, optimizer=opt, scheduler_state={}, keep_last=2)
+    assert sorted(p.name for p in root.iterdir()) == ["step_0000002", "step_0000003"]
+    save_training_state(root, 3, model=net, optimizer=opt, scheduler_state={}, keep_last=2)  # saved again
+    assert sorted(p.name for p in root.iterdir()) == ["step_0000002", "step_0000003"]
+
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        load_training_state(root / "step_0000003", model=_pyramid(adapter="bitfit", adapter_options={}))
+    data = (root / "step_0000003" / "optimizer.safetensors").read_bytes()
+    (root / "step_0000003" / "optimizer.safetensors").write_bytes(data[:-8] + bytes(8))
+    with pytest.raises(CheckpointError, match="optimizer.safetensors does not match the checksum"):
+        load_training_state(root / "step_0000003", model=_pyramid(), optimizer=_optimizer(_pyramid())[0])
+    assert resumable_checkpoint(root) == root / "step_0000002"  # the damaged newer step is passed over
+    frozen = _pyramid()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        save_training_state(root, 4, model=frozen, optimizer=opt, scheduler_state={})
 
 
 def test_exported_adapter_loads_on_a_plain_backbone(tmp_path):

@@ -4,7 +4,9 @@ COCOEvaluator. Skipped where detectron2 is not installed (it is not on PyPI; see
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,8 +22,9 @@ from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
+from umgkit.engine.checkpoint import checkpoint_problem  # noqa: E402
 from umgkit.integrations.d2 import UMGKitBackbone, load_trainable_weights, setup_cfg  # noqa: E402
-from umgkit.integrations.d2.checkpoint import save_trainable_weights  # noqa: E402
+from umgkit.integrations.d2.checkpoint import resume_training, save_training_checkpoint  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "detectron2"
 TINY = ["MODEL.DEVICE", "cpu", "MODEL.UMGKIT.BACKBONE", "umg:tiny", "MODEL.UMGKIT.SQUARE_PAD", "0",
@@ -113,22 +116,40 @@ def test_shipped_config_trains_a_step_and_infers(config, extra, sem):
         assert out[0]["sem_seg"].shape == (4, 64, 96) and "panoptic_seg" in out[0]
 
 
-def test_trainable_checkpoint_holds_only_trainable_parameters(tmp_path):
+def _trainer_state(model) -> SimpleNamespace:
+    """What the checkpoint hook reads of a DefaultTrainer: model, optimizer, LR scheduler, iteration."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    return SimpleNamespace(model=model, optimizer=opt, iter=4, _trainer=SimpleNamespace(),
+                           scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 1.0 / (1 + it)))
+
+
+def test_checkpoint_holds_trainable_parameters_and_optimizer_state(tmp_path):
     _, model = _model("mask_rcnn_vitdet_umg.yaml", ["MODEL.ROI_HEADS.NUM_CLASSES", "3"])
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.01 * torch.randn_like(p))
-    out = save_trainable_weights(model, tmp_path / "step_0000005", step=5)
+    trainer = _trainer_state(model)
+    model.train()
+    with EventStorage():
+        sum(model(_inputs(3)).values()).backward()
+    trainer.optimizer.step()
+    trainer.scheduler.step()
+    out = save_training_checkpoint(trainer, tmp_path / "checkpoints")
+    assert out == tmp_path / "checkpoints" / "step_0000005" and checkpoint_problem(out) is None
     saved = load_file(out / "trainable.safetensors")
     assert set(saved) == {n for n, p in model.named_parameters() if p.requires_grad}
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert {"optimizer.safetensors", "optimizer.json", "scheduler.json", "umgkit_model.json"} <= \
+        {p.name for p in out.iterdir()}
 
     _, fresh = _model("mask_rcnn_vitdet_umg.yaml", ["MODEL.ROI_HEADS.NUM_CLASSES", "3"])
     assert load_trainable_weights(fresh, out) == 5
     for name, p in fresh.named_parameters():
         if p.requires_grad:
             assert torch.equal(p, model.get_parameter(name)), name
+    again = _trainer_state(fresh)
+    assert resume_training(again, out) == 5
+    assert again.scheduler.last_epoch == trainer.scheduler.last_epoch == 1
+    theirs, mine = trainer.optimizer.state_dict()["state"], again.optimizer.state_dict()["state"]
+    assert theirs.keys() == mine.keys() and len(mine) == len(saved)
+    assert all(torch.equal(theirs[i]["exp_avg_sq"], mine[i]["exp_avg_sq"]) for i in theirs)
     _, other = _model("mask_rcnn_vitdet_umg.yaml", ["MODEL.ROI_HEADS.NUM_CLASSES", "5"])
     with pytest.raises(ValueError, match="has shape"):
         load_trainable_weights(other, out)
@@ -156,10 +177,17 @@ def test_trainer_runs_saves_trainable_only_resumes_and_evaluates(tmp_path):
     _, model = _model("mask_rcnn_vitdet_umg.yaml", ["MODEL.ROI_HEADS.NUM_CLASSES", "8"])
     saved = load_file(ckpts / "step_0000002" / "trainable.safetensors")
     assert set(saved) == {n for n, p in model.named_parameters() if p.requires_grad}
+    moments = load_file(ckpts / "step_0000002" / "optimizer.safetensors")  # AdamW's, for --resume
+    assert len([k for k in moments if k.endswith(".exp_avg")]) == len(saved)
+    assert json.loads((ckpts / "step_0000002" / "trainer_state.json").read_text())["step"] == 2
 
     with pytest.raises(ValueError, match="NUM_CLASSES"):
         main(config, opts + ["MODEL.ROI_HEADS.NUM_CLASSES", "3"])
-    main(config, opts[:-2] + ["SOLVER.MAX_ITER", "3", "TEST.EVAL_PERIOD", "0", "OUTPUT_DIR",
-                              str(tmp_path / "run")], resume=True)
+    main(config, opts[:-2] + ["SOLVER.MAX_ITER", "3", "TEST.EVAL_PERIOD", "0", "UMGKIT.KEEP_LAST", "2",
+                              "OUTPUT_DIR", str(tmp_path / "run")], resume=True)
     assert (ckpts / "step_0000003" / "complete").is_file()
-    assert not (ckpts / "step_0000004").exists()
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step_0000002", "step_0000003"]  # keep_last
+    # AdamW went on from the saved moments: its step count is 3 (a restarted optimizer would say 1)
+    steps = {v.item() for k, v in load_file(ckpts / "step_0000003" / "optimizer.safetensors").items()
+             if k.endswith(".step")}
+    assert steps == {3.0}

@@ -175,8 +175,10 @@ def test_open_vocabulary_panoptic_and_detection_take_new_class_names(small_world
     assert main(["train", str(Path(__file__).resolve().parents[2] / "configs" / "demo" / f"{task}.yaml"),
                  f"output_dir={run}", "data.synthetic.out=", f"data.root={small_world / 'coco'}",
                  "train.max_steps=1", "train.progress=false", "data.batch_size=4", "data.val_split=",
-                 "model.head_options.classifier=open_vocab", "task_options.object_threshold=0.0"
-                 if task == "panoptic" else "task_options.print_summary=false"]) == 0
+                 "model.head_options.classifier=open_vocab",
+                 *(["task_options.object_threshold=0.0", "task_options.mask_threshold=0.0",
+                    "task_options.overlap_threshold=0.0"] if task == "panoptic"
+                   else ["task_options.print_summary=false"])]) == 0
     predictor = Predictor.from_pretrained(run)
     if task == "detection":
         predictor.model.head.roi_heads.score_thresh = 0.0  # one step: keep every box, whatever its score
@@ -184,10 +186,25 @@ def test_open_vocabulary_panoptic_and_detection_take_new_class_names(small_world
     sources, _ = predictor.predict_to(images, tmp_path / "out", classes=["sky", "circle", "brick"])
     assert sources == images
     if task == "panoptic":
+        from umgkit.data.panoptic import rgb_to_id
+
         data = json.loads((tmp_path / "out" / "panoptic.json").read_text())
-        assert [c["name"] for c in data["categories"]] == ["sky", "circle", "brick"]
-        segments = [s for a in data["annotations"] for s in a["segments_info"]]
-        assert {s["category_id"] for s in segments} <= {1, 2, 3}  # (one step: maybe no segment yet)
+        world = json.loads((small_world / "coco" / "annotations" / "panoptic_train.json").read_text())
+        known = {c["name"]: c for c in world["categories"]}  # names it was trained on keep their COCO ids
+        assert data["categories"] == [{"id": known[n]["id"], "name": n, "isthing": known[n]["isthing"]}
+                                      for n in ("sky", "circle", "brick")]
+        names = {c["id"]: c["name"] for c in data["categories"]}
+        assert [a["file_name"] for a in data["annotations"]] == [Path(p).name for p in images]
+        for ann in data["annotations"]:
+            # every threshold at 0: each pixel joins the segment of its best query, so no image is empty
+            # and no pixel is VOID, even after one training step
+            ids = rgb_to_id(np.asarray(Image.open(tmp_path / "out" / "panoptic" / ann["file_name"])))
+            segments = ann["segments_info"]
+            assert len(segments) >= 1 and int((ids == 0).sum()) == 0, ann["file_name"]
+            assert sorted(np.unique(ids).tolist()) == sorted(s["id"] for s in segments)
+            for seg in segments:
+                assert seg["area"] == int((ids == seg["id"]).sum())
+                assert names[seg["category_id"]] == seg["label"]
         image = predictor.transform({"image": torch.rand(3, 64, 64)})["image"]
         with torch.no_grad():
             out = predictor.model.segment(image, (64, 64))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from umgkit.data import LazyManifest, ManifestDataset, ShardStream, write_shards
-from umgkit.data._images import BadSampleError, DatasetError
+from umgkit.data.images import BadSampleError, DatasetError
 from umgkit.data.shards import read_index
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from umgkit.backbones import create_backbone
-from umgkit.heads.detection import build_vitdet_rcnn
+from umgkit.heads.detection import RCNNOptions, build_vitdet_rcnn
 from umgkit.models import DetectionModel
 
 _SMALL = {"pyramid_channels": 32, "anchor_sizes": [8, 16, 32, 64], "representation_size": 64,
@@ -16,7 +16,8 @@ _SMALL = {"pyramid_channels": 32, "anchor_sizes": [8, 16, 32, 64], "representati
 def model():
     torch.manual_seed(0)
     backbone = create_backbone("umg:tiny")
-    return DetectionModel(backbone, build_vitdet_rcnn(backbone, num_classes=3, masks=True, **_SMALL))
+    head = build_vitdet_rcnn(backbone, num_classes=3, masks=True, options=RCNNOptions(**_SMALL))
+    return DetectionModel(backbone, head)
 
 
 def test_varying_sizes_pad_together_and_map_back_to_the_stored_size(model):
@@ -62,7 +63,7 @@ def test_training_on_a_list_of_sizes_gives_every_loss(model):
 def test_bad_head_options_name_themselves(options, match):
     backbone = create_backbone("umg:tiny")
     with pytest.raises(ValueError, match=match):
-        build_vitdet_rcnn(backbone, num_classes=3, **{**_SMALL, **options})
+        build_vitdet_rcnn(backbone, num_classes=3, options=RCNNOptions(**{**_SMALL, **options}))
 
 
 def test_open_vocab_on_a_vision_only_backbone_says_what_to_pick():

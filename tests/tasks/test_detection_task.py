@@ -144,7 +144,7 @@ def test_paper_configs_validate_and_their_heads_build():
 
     from umgkit.backbones import create_backbone
     from umgkit.config import load_config, parse_options
-    from umgkit.heads.detection import build_vitdet_rcnn
+    from umgkit.heads.detection import RCNNOptions, build_vitdet_rcnn
     from umgkit.tasks.detection import OPTIONS
 
     root = Path(__file__).resolve().parents[2] / "configs" / "paper" / "coco_detection"
@@ -157,7 +157,7 @@ def test_paper_configs_validate_and_their_heads_build():
         opts = parse_options("detection", OPTIONS, cfg.task_options)
         assert cfg.task == "detection" and cfg.data.num_classes == 80
         head = build_vitdet_rcnn(backbone, num_classes=80, class_names=[f"c{i}" for i in range(80)],
-                                 masks=opts["masks"], **cfg.model.head_options)
+                                 masks=opts["masks"], options=RCNNOptions(**cfg.model.head_options))
         assert head.num_classes == 80 and head.levels == ["p2", "p3", "p4", "p5", "p6"]
         masks.add(head.with_masks)
     assert masks == {True, False}  # Faster and Mask R-CNN variants

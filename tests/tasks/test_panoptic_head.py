@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from umgkit.backbones import create_backbone
-from umgkit.heads import build_mask2former
+from umgkit.heads import Mask2FormerOptions, build_mask2former
 from umgkit.models._panoptic_inference import instance_inference, panoptic_inference, semantic_inference
 
 SMALL = {"hidden_dim": 64, "num_queries": 6, "decoder_layers": 3, "encoder_layers": 1, "num_heads": 4,
@@ -18,7 +18,7 @@ def backbone():
 
 def test_learned_head_shapes_and_gradients(backbone):
     torch.manual_seed(0)
-    head = build_mask2former(backbone, num_classes=5, **SMALL)
+    head = build_mask2former(backbone, num_classes=5, options=Mask2FormerOptions(**SMALL))
     out = head(backbone.dense(torch.rand(2, 3, 64, 48)))
     assert tuple(out["pred_logits"].shape) == (2, 6, 6)  # 5 classes + "no object"
     assert tuple(out["pred_masks"].shape) == (2, 6, 16, 12)  # stride 4, non-square input
@@ -30,7 +30,8 @@ def test_learned_head_shapes_and_gradients(backbone):
 
 
 def test_open_vocab_head_follows_the_class_names(backbone):
-    head = build_mask2former(backbone, class_names=["cat", "dog"], classifier="open_vocab", **SMALL)
+    head = build_mask2former(backbone, class_names=["cat", "dog"],
+                             options=Mask2FormerOptions(classifier="open_vocab", **SMALL))
     feats = backbone.dense(torch.rand(1, 3, 32, 32))
     assert head(feats)["pred_logits"].shape[-1] == 3
     head.set_class_names(["red circle", "blue square", "sky", "grass"])
@@ -43,9 +44,9 @@ def test_open_vocab_head_follows_the_class_names(backbone):
 
 def test_head_option_errors_name_the_fix(backbone):
     with pytest.raises(ValueError, match="multiple of 32"):
-        build_mask2former(backbone, num_classes=3, **{**SMALL, "hidden_dim": 48})
+        build_mask2former(backbone, num_classes=3, options=Mask2FormerOptions(**{**SMALL, "hidden_dim": 48}))
     with pytest.raises(ValueError, match="classifier='nope'"):
-        build_mask2former(backbone, num_classes=3, classifier="nope", **SMALL)
+        build_mask2former(backbone, num_classes=3, options=Mask2FormerOptions(classifier="nope", **SMALL))
 
 
 def _queries():
@@ -96,7 +97,7 @@ def test_semantic_and_instance_outputs_from_the_same_queries():
 
 
 def test_criterion_matches_targets_and_handles_images_without_segments():
-    from umgkit.heads._mask2former import SetCriterion
+    from umgkit.heads.mask2former import SetCriterion
 
     torch.manual_seed(0)
     crit = SetCriterion(num_classes=2, num_points=256, importance_sample_ratio=0.0)  # uniform points

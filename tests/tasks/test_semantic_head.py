@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from umgkit.backbones import create_backbone
-from umgkit.heads.segmentation import build_semantic_fpn, build_semantic_uper
+from umgkit.heads.segmentation import SemanticOptions, build_semantic_fpn, build_semantic_uper
 from umgkit.models import SemanticModel
 from umgkit.tasks.semantic import dice_loss
 
@@ -18,7 +18,7 @@ def backbone():
 @pytest.mark.parametrize(("build", "size"), [(build_semantic_fpn, (56, 72)), (build_semantic_uper, (64, 64))])
 @torch.no_grad()
 def test_learned_head_shapes(backbone, build, size):
-    head = build(backbone, num_classes=7, pyramid_channels=32, channels=32).eval()
+    head = build(backbone, num_classes=7, options=SemanticOptions(pyramid_channels=32, channels=32)).eval()
     image = torch.randn(2, 3, *size)
     logits = head(backbone.dense(image))
     assert logits.shape == (2, 7, size[0] // 4, size[1] // 4)
@@ -30,8 +30,8 @@ def test_learned_head_shapes(backbone, build, size):
 @torch.no_grad()
 def test_open_vocab_swaps_classes_by_name(backbone):
     names = ["sky", "grass", "water"]
-    head = build_semantic_fpn(backbone, class_names=names, classifier="open_vocab", pyramid_channels=32,
-                              channels=32).eval()
+    options = SemanticOptions(classifier="open_vocab", pyramid_channels=32, channels=32)
+    head = build_semantic_fpn(backbone, class_names=names, options=options).eval()
     assert head.classifier.out_channels == backbone.embed_dim  # projects to the joint space D
     feats = backbone.dense(torch.randn(2, 3, 64, 64))
     base = head(feats)
@@ -53,9 +53,9 @@ def test_open_vocab_swaps_classes_by_name(backbone):
 
 def test_open_vocab_errors(backbone):
     with pytest.raises(ValueError, match="class_names"):
-        build_semantic_fpn(backbone, classifier="open_vocab")
+        build_semantic_fpn(backbone, options=SemanticOptions(classifier="open_vocab"))
     with pytest.raises(ValueError, match="classifier"):
-        build_semantic_fpn(backbone, num_classes=3, classifier="nearest")
+        build_semantic_fpn(backbone, num_classes=3, options=SemanticOptions(classifier="nearest"))
     with pytest.raises(ValueError, match="num_classes"):
         build_semantic_fpn(backbone)
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from umgkit.backbones import create_backbone
-from umgkit.heads.segmentation import build_semantic_fpn
+from umgkit.heads.segmentation import SemanticOptions, build_semantic_fpn
 from umgkit.models import SemanticModel
 from umgkit.models._sliding import slide_inference, whole_inference, window_starts
 
@@ -25,7 +25,8 @@ def test_window_starts_cover_every_pixel():
 def tiny_model():
     torch.manual_seed(0)
     backbone = create_backbone("umg:tiny")
-    head = build_semantic_fpn(backbone, num_classes=5, pyramid_channels=32, channels=32, dropout=0.0)
+    head = build_semantic_fpn(backbone, num_classes=5,
+                              options=SemanticOptions(pyramid_channels=32, channels=32, dropout=0.0))
     return SemanticModel(backbone, head).eval()
 
 

@@ -2,7 +2,8 @@
 
 Every method is registered in `umgkit.registry.ADAPTERS` under its name (``lora``, ``dora``, ``loha``,
 ``lokr``, ``lora_qv``, ``adaptformer``, ``adapter``, ``vpt``, ``bitfit``, ``ssf``, ``frozen``, ``full``)
-and works on timm / umg ViTs and open_clip transformers, found structurally (see ``_structure``).
+and works on timm / umg ViTs, open_clip and transformers towers, ConvNeXt and ResNet stages, found
+structurally (see ``_structure``); each method's default targets follow each block's layout (``_layout``).
 
 Example:
     >>> import timm

@@ -12,24 +12,32 @@ under any attribute. Instead we search the module tree for block lists (an ``nn.
   self_attn.{q,k,v,out}_proj, layer_norm2, mlp.fc1, mlp.fc2``; batch-first.
 - ``"convnext"`` (timm ConvNeXt blocks, one ``blocks`` list per stage): ``conv_dw, norm, mlp.fc1, mlp.fc2``;
   no attention and no tokens (channels-last maps inside the MLP).
+- ``"resnet"`` (timm ResNets and open_clip's ModifiedResNet, one ``layerN`` list per stage): ``conv1,
+  bn1, conv2, bn2[, conv3, bn3]``; convolutions only.
+
+The style tells where tokens and widths are; which layer plays which role inside a block (fused or
+separate q/k/v, the MLP's layers) is read from the block itself by `umgkit.adapters._layout`.
 
 Each block list belongs to a *tower*: ``"vision"`` or ``"text"`` (see `_tower_of`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from torch import nn
 
 from ..errors import ConfigError
+from ._layout import BlockLayout, block_layout, has_attention_projections, unwrapped
 
 __all__ = ["BlockList", "find_block_lists", "select_blocks", "block_targets", "get_submodule",
-           "set_submodule", "block_width", "unwrapped", "TOWERS"]
+           "set_submodule", "block_width", "unwrapped", "TOWERS", "BlockLayout", "block_layout"]
 
 TOWERS = ("vision", "text", "all")
 _LIST_NAMES = ("blocks", "resblocks", "layers")
+_STAGE_NAME = re.compile(r"layer\d+")  # ResNet stages: layer1 .. layer4
 _VISION_WORDS = {"visual", "vision", "vision_model", "vision_tower", "image_encoder", "trunk", "image"}
 _TEXT_WORDS = {"text", "textual", "text_model", "text_encoder", "text_tower"}
 
@@ -39,7 +47,7 @@ class BlockList:
     """One stack of transformer blocks: where it is, its layout and its tower."""
 
     path: str  # dotted path of the list inside the model ("" components joined by ".")
-    style: str  # "timm", "open_clip", "hf" or "convnext"
+    style: str  # "timm", "open_clip", "hf", "convnext" or "resnet"
     tower: str  # "vision" or "text"
     length: int
 
@@ -47,15 +55,9 @@ class BlockList:
         return f"{self.path}.{index}" if self.path else str(index)
 
 
-def unwrapped(module: nn.Module) -> nn.Module:
-    """The innermost layer under adapter wrappers (umgkit's and peft's both keep it as ``base_layer``)."""
-    while isinstance(getattr(module, "base_layer", None), nn.Module):
-        module = module.base_layer
-    return module
-
-
 def _style_of(block: nn.Module) -> str | None:
-    if all(hasattr(block, a) for a in ("norm1", "attn", "norm2", "mlp")) and hasattr(block.attn, "qkv"):
+    if all(hasattr(block, a) for a in ("norm1", "attn", "norm2", "mlp")) and has_attention_projections(
+            block.attn):
         return "timm"
     if all(hasattr(block, a) for a in ("ln_1", "attn", "ln_2", "mlp")) and isinstance(
             unwrapped(block.attn), nn.MultiheadAttention):
@@ -65,6 +67,10 @@ def _style_of(block: nn.Module) -> str | None:
         return "hf"
     if all(hasattr(block, a) for a in ("conv_dw", "norm", "mlp")) and hasattr(block.mlp, "fc1"):
         return "convnext"
+    children = [unwrapped(c) for c in block.children()]
+    if sum(isinstance(c, nn.Conv2d) for c in children) >= 2 and any(
+            isinstance(c, nn.BatchNorm2d) for c in children):
+        return "resnet"
     # A block already wrapped by an adapter (VPT) keeps its layout under ``base_layer``.
     base = getattr(block, "base_layer", None)
     return _style_of(base) if isinstance(base, nn.Module) else None
@@ -88,7 +94,8 @@ def find_block_lists(model: nn.Module) -> list[BlockList]:
     found: list[tuple[str, str, int]] = []
     for path, module in model.named_modules():
         name = path.rsplit(".", 1)[-1]
-        if name not in _LIST_NAMES or not isinstance(module, (nn.ModuleList, nn.Sequential)):
+        listed = name in _LIST_NAMES or _STAGE_NAME.fullmatch(name)
+        if not listed or not isinstance(module, (nn.ModuleList, nn.Sequential)):
             continue
         styles = {_style_of(b) for b in module}
         if len(module) and len(styles) == 1 and None not in styles:
@@ -112,7 +119,8 @@ def select_blocks(model: nn.Module, tower: str = "vision",
             f"No transformer blocks found in {type(model).__name__}: umgkit adapters support timm / umg "
             "ViTs (a `blocks` list with norm1/attn.qkv/mlp.fc1), open_clip transformers (a `resblocks` "
             "list with ln_1/attn=nn.MultiheadAttention/mlp.c_fc) and transformers CLIP / SigLIP (a `layers` "
-            "list with layer_norm1/self_attn.q_proj/mlp.fc1).")
+            "list with layer_norm1/self_attn.q_proj/mlp.fc1), ConvNeXt stages and ResNet stages (`layerN` "
+            "lists of conv1/bn1/conv2/bn2 blocks).")
     chosen = [bl for bl in lists if tower == "all" or bl.tower == tower]
     if not chosen:
         have = ", ".join(f"{bl.path} ({bl.tower})" for bl in lists)
@@ -137,7 +145,9 @@ def _normalise_layers(layers: Sequence[int], bl: BlockList) -> list[int]:
 
 
 def block_width(block: nn.Module, style: str) -> int:
-    """Token width C of a block (its first norm's size)."""
+    """Token width C of a block (its first norm's size); ResNet blocks have no token width."""
+    if style == "resnet":
+        raise ConfigError("a ResNet block has no token width (it holds convolutions only).")
     norm = {"timm": "norm1", "open_clip": "ln_1", "hf": "layer_norm1", "convnext": "norm"}[style]
     norm = getattr(block, norm)
     return int(norm.normalized_shape[0])
@@ -166,15 +176,17 @@ def set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
 
 
 def block_targets(model: nn.Module, tower: str, layers: Sequence[int] | None,
-                  targets: Sequence[str] | None, defaults: dict[str, Sequence[str]]
+                  targets: Sequence[str] | None, defaults: Callable[[str, BlockLayout], Sequence[str]]
                   ) -> list[tuple[str, nn.Module, str]]:
     """``(dotted path, module, block style)`` for each block-relative target in each selected block.
 
-    ``targets`` are paths inside a block (``"attn.qkv"``, ``"mlp.c_fc"``); None uses ``defaults[style]``.
+    ``targets`` are paths inside a block (``"attn.qkv"``, ``"mlp.c_fc"``); None asks
+    ``defaults(block path, layout)`` for the method's default, read from each block's own layout (which
+    raises a ConfigError naming alternatives where the method has nothing to act on).
     """
     out = []
     for path, block, bl in select_blocks(model, tower, layers):
-        names = targets if targets is not None else defaults[bl.style]
+        names = targets if targets is not None else defaults(path, block_layout(block))
         for rel in names:
             module = get_submodule(block, rel)
             out.append((f"{path}.{rel}", module, bl.style))

@@ -21,6 +21,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..registry import ADAPTERS
 from ._base import Adapter, AdapterWrapper, ScopeOptions, check_positive
+from ._layout import block_layout
 from ._structure import block_width, select_blocks, set_submodule
 
 __all__ = ["AdaptFormerAdapter", "AdaptFormerConfig", "SequentialAdapter", "SequentialAdapterConfig",
@@ -77,6 +78,13 @@ class SequentialBottleneck(AdapterWrapper):
         return out + self.scale * self.seq_adapter(out)
 
 
+def _require_mlp(path: str, block: nn.Module, method: str) -> None:
+    if not block_layout(block).mlp:
+        raise ConfigError(f"{method} needs a block's token MLP to attach its bottleneck to; {path} has "
+                          "none (a convolution-only block, such as a ResNet's). Use lora (on its "
+                          "convolutions) or bitfit.")
+
+
 @dataclass
 class AdaptFormerConfig(ScopeOptions):
     bottleneck: int = 64  # hidden width r of the branch (AdaptFormer's default for ViT-B)
@@ -97,6 +105,7 @@ class AdaptFormerAdapter(Adapter):
     def inject(self, model: nn.Module) -> None:
         c = self.config
         for path, block, bl in select_blocks(model, c.tower, c.layers):
+            _require_mlp(path, block, "AdaptFormer")
             if isinstance(getattr(block.mlp, "fc1", None), nn.Conv2d):
                 raise ConfigError(f"{path}.mlp is convolutional (channels-first 1x1 convs, timm's conv_mlp); "
                                   "AdaptFormer's bottleneck reads token features. Use lora or bitfit here.")
@@ -137,6 +146,7 @@ class SequentialAdapter(Adapter):
     def inject(self, model: nn.Module) -> None:
         c = self.config
         for path, block, bl in select_blocks(model, c.tower, c.layers):
+            _require_mlp(path, block, "The sequential adapter")
             width = block_width(block, bl.style)
             if bl.style == "hf" and "attn" in c.positions:
                 raise ConfigError(f"{path}: positions=['attn'] needs an attention module that returns one "

@@ -1,5 +1,5 @@
 """LoRA on the query and value projections (Hu et al., 2021, section 7.1): fused qkv slices or separate
-q / v layers.
+q / v layers, whichever each block has (read from the block, see ``_layout``).
 
 peft adapts whole Linear layers; a ViT's ``attn.qkv`` (timm / umg) and open_clip's
 ``MultiheadAttention.in_proj_weight`` fuse q, k and v into one ``(3C, C)`` weight ordered q|k|v, so
@@ -21,7 +21,8 @@ from torch.func import functional_call
 from ..errors import ConfigError
 from ..registry import ADAPTERS
 from ._base import Adapter, AdapterWrapper, ScopeOptions, check_positive, unwrap_all
-from ._structure import select_blocks, set_submodule
+from ._layout import block_layout
+from ._structure import get_submodule, select_blocks, set_submodule
 
 __all__ = ["LoraQVAdapter", "LoraQVConfig", "LoraQVLinear", "LoraQVMultiheadAttention", "LoraQVSeparate"]
 
@@ -109,18 +110,24 @@ class LoraQVMultiheadAttention(_QVDelta):
 
 
 class LoraQVSeparate(_QVDelta):
-    """Wraps an attention module with separate ``q_proj`` / ``v_proj`` Linear layers (transformers'
-    CLIP / SigLIP); runs it with the q and v weights updated, the module's own forward unchanged. Like
+    """Wraps an attention module with separate q and v Linear layers (transformers' CLIP / SigLIP
+    ``q_proj`` / ``v_proj``, timm's EVA built with ``qkv_fused=False`` as in open_clip's EVA02-CLIP); runs
+    it with the q and v weights updated, the module's own forward unchanged. Like
     `LoraQVMultiheadAttention` the update is a weight, so input dropout must be 0."""
 
+    def __init__(self, base_layer: nn.Module, width: int, rank: int, alpha: float, dropout: float, *,
+                 q_name: str = "q_proj", v_name: str = "v_proj") -> None:
+        self._q_name, self._v_name = q_name, v_name  # plain attributes: set before nn.Module's init
+        super().__init__(base_layer, width, rank, alpha, dropout)
+
     def _frozen_weight(self) -> torch.Tensor:
-        return self.base_layer.q_proj.weight
+        return self.base_layer.get_submodule(self._q_name).weight
 
     def _updated(self) -> dict[str, torch.Tensor]:
         dq = self.lora_qv_B_q @ self.lora_qv_A_q * self.scaling
         dv = self.lora_qv_B_v @ self.lora_qv_A_v * self.scaling
-        return {"q_proj.weight": self.base_layer.q_proj.weight + dq,
-                "v_proj.weight": self.base_layer.v_proj.weight + dv}
+        q, v = (self.base_layer.get_submodule(n) for n in (self._q_name, self._v_name))
+        return {f"{self._q_name}.weight": q.weight + dq, f"{self._v_name}.weight": v.weight + dv}
 
     def forward(self, *args, **kwargs):
         return functional_call(self.base_layer, self._updated(), args, kwargs)
@@ -134,7 +141,7 @@ class LoraQVSeparate(_QVDelta):
 
 @ADAPTERS.register("lora_qv")
 class LoraQVAdapter(Adapter):
-    """LoRA on the q and v slices of each block's fused qkv projection."""
+    """LoRA on the q and v projections of each block (slices of a fused qkv, or separate q / v layers)."""
 
     method = "lora_qv"
     config_cls = LoraQVConfig
@@ -142,36 +149,40 @@ class LoraQVAdapter(Adapter):
 
     def inject(self, model: nn.Module) -> None:
         c = self.config
-        for path, block, bl in select_blocks(model, c.tower, c.layers):
-            if bl.style == "convnext":
-                raise ConfigError(f"{path} is a ConvNeXt block: it has no attention, so no q and v for "
-                                  "lora_qv. Use lora (it targets the block's mlp.fc1 / mlp.fc2), ssf or "
-                                  "bitfit.")
-            if bl.style == "hf":  # separate q / k / v projections
-                if c.dropout:
-                    raise ConfigError("lora_qv on separate q/v projections (transformers) updates their "
-                                      "weights and cannot apply input dropout; set dropout=0.")
-                attn = block.self_attn
-                set_submodule(model, f"{path}.self_attn",
-                              LoraQVSeparate(attn, attn.q_proj.in_features, c.rank, c.alpha, c.dropout))
-                continue
-            attn = block.attn
-            if bl.style == "timm":
-                qkv = attn.qkv
-                if not isinstance(qkv, nn.Linear) or qkv.out_features != 3 * qkv.in_features:
-                    raise ConfigError(f"{path}.attn.qkv is not a fused nn.Linear(C, 3C); lora_qv cannot "
-                                      "split it into q|k|v slices.")
+        for path, block, _ in select_blocks(model, c.tower, c.layers):
+            layout = block_layout(block)
+            if layout.attention is None:
+                others = "lora (on the block's MLP), ssf or bitfit" if layout.mlp else \
+                    "lora (on the block's convolutions) or bitfit"
+                raise ConfigError(f"{path} has no attention, so no q and v for lora_qv (the block holds "
+                                  f"convolutions or an MLP only). Use {others}.")
+            attn_path = f"{path}.{layout.attention}"
+            if layout.qkv is not None:
+                qkv = get_submodule(block, layout.qkv)
+                if qkv.out_features != 3 * qkv.in_features:
+                    raise ConfigError(f"{path}.{layout.qkv} is not a fused nn.Linear(C, 3C) (its heads are "
+                                      "wider or narrower than C); lora_qv cannot split it into q|k|v slices. "
+                                      "Use lora.")
                 wrapped = LoraQVLinear(qkv, qkv.in_features, c.rank, c.alpha, c.dropout)
-                set_submodule(model, f"{path}.attn.qkv", wrapped)
-            else:
+                set_submodule(model, f"{path}.{layout.qkv}", wrapped)
+                continue
+            if c.dropout:
+                kind = "nn.MultiheadAttention" if layout.mha else "separate q / v projections"
+                raise ConfigError(f"lora_qv on {attn_path} ({kind}) updates weights and cannot apply input "
+                                  "dropout; set dropout=0.")
+            attn = get_submodule(block, layout.attention)
+            if layout.mha:
                 if not attn._qkv_same_embed_dim or attn.in_proj_weight is None:
-                    raise ConfigError(f"{path}.attn uses separate q/k/v weights (kdim/vdim != embed_dim); "
+                    raise ConfigError(f"{attn_path} uses separate q/k/v weights (kdim/vdim != embed_dim); "
                                       "lora_qv needs a fused in_proj_weight.")
-                if c.dropout:
-                    raise ConfigError("lora_qv on nn.MultiheadAttention (open_clip) folds the update into "
-                                      "in_proj_weight and cannot apply input dropout; set dropout=0.")
                 wrapped = LoraQVMultiheadAttention(attn, attn.embed_dim, c.rank, c.alpha, c.dropout)
-                set_submodule(model, f"{path}.attn", wrapped)
+            else:
+                q_name = layout.q.split(".", 1)[1]  # relative to the attention module
+                v_name = layout.v.split(".", 1)[1]
+                width = get_submodule(attn, q_name).in_features
+                wrapped = LoraQVSeparate(attn, width, c.rank, c.alpha, c.dropout, q_name=q_name,
+                                         v_name=v_name)
+            set_submodule(model, attn_path, wrapped)
 
     def owns(self, name: str) -> bool:
         return name.rsplit(".", 1)[-1].startswith(_PREFIX)

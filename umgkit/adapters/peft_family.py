@@ -2,13 +2,21 @@
 
 Targets are block-relative paths resolved structurally in every selected block, then passed to peft as
 exact module names (so peft's saved ``adapter_config.json`` lists them and ``peft.PeftModel.from_pretrained``
-finds the same layers on a fresh copy of the base model). Defaults per block layout:
+finds the same layers on a fresh copy of the base model). The default follows each block's own layout
+(`umgkit.adapters._layout`), the first of these that the block has:
 
-- timm / umg ViT: ``attn.qkv`` and ``attn.proj``.
-- open_clip: ``attn`` for LoRA (peft wraps ``nn.MultiheadAttention``: in- and out-projection together);
-  ``mlp.c_fc`` and ``mlp.c_proj`` for DoRA / LoHa / LoKr, which peft does not support on
-  ``nn.MultiheadAttention``. A layer *inside* an ``nn.MultiheadAttention`` (``attn.out_proj``) is refused:
-  that module's forward reads ``out_proj.weight`` directly, so wrapping it would silently do nothing.
+1. the attention's projections: the fused ``attn.qkv`` or the separate q / k / v projections (timm's EVA
+   with ``qkv_fused=False`` as open_clip builds EVA02-CLIP, transformers' ``self_attn.*_proj``), plus the
+   output projection. For an ``nn.MultiheadAttention`` (open_clip) LoRA wraps the module itself (in- and
+   out-projection together); DoRA / LoHa / LoKr, which peft does not support there, go to step 2.
+2. the MLP's Linear layers (``mlp.fc1, mlp.fc2``; SwiGLU ``fc1_g, fc1_x, fc2``; open_clip ``c_fc, c_proj``):
+   ConvNeXt blocks, and open_clip blocks for DoRA / LoHa / LoKr.
+3. the block's own convolutions (ResNet ``conv1, conv2[, conv3]``; the shortcut's projection is left
+   frozen): peft's LoRA, DoRA, LoHa and LoKr all wrap ``nn.Conv2d``. A LoRA pair on a k x k conv is
+   ``A: Conv2d(in, r, k)`` then ``B: Conv2d(r, out, 1)``, ``r * in * k * k + out * r`` parameters.
+
+A layer *inside* an ``nn.MultiheadAttention`` (``attn.out_proj``) is refused: that module's forward reads
+``out_proj.weight`` directly, so wrapping it would silently do nothing.
 
 Checkpoints use peft's own format (keys ``base_model.model.<path>.lora_A.weight``; peft's config JSON); the
 umgkit method name and options ride in the safetensors metadata (see ``umgkit.adapters.checkpoint``).
@@ -25,6 +33,7 @@ from torch import nn
 from ..errors import ConfigError, ModelError
 from ..registry import ADAPTERS
 from ._base import Adapter, ScopeOptions, check_positive, check_targets
+from ._layout import BlockLayout
 from ._structure import block_targets, get_submodule, unwrapped
 
 # peft (and the transformers it imports) takes seconds to import, so it is imported where it is used:
@@ -34,10 +43,6 @@ __all__ = ["LoraAdapter", "DoraAdapter", "LoHaAdapter", "LoKrAdapter", "PeftOpti
 
 PEFT_PREFIX = "base_model.model."  # key prefix peft's PeftModel uses in adapter_model.safetensors
 _ADAPTER_NAME = "default"
-_ATTN = {"timm": ("attn.qkv", "attn.proj"),
-         "hf": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"),
-         "convnext": ("mlp.fc1", "mlp.fc2")}  # no attention: the block's MLP
-_MLP_OPEN_CLIP = ("mlp.c_fc", "mlp.c_proj")
 
 
 @dataclass
@@ -61,7 +66,7 @@ class _PeftAdapter(Adapter):
     config_cls = PeftOptions
     mergeable = True
     prefix = ""  # peft's name prefix of the method's parameters (its tuner class's ``prefix``)
-    defaults: dict[str, tuple[str, ...]] = {}
+    wraps_mha = False  # peft has a layer of this method for nn.MultiheadAttention
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -71,11 +76,22 @@ class _PeftAdapter(Adapter):
     def build_peft_config(self, targets: list[str]):
         raise NotImplementedError
 
+    def default_targets(self, path: str, layout: BlockLayout) -> tuple[str, ...]:
+        """Block-relative default targets: attention projections, else the MLP, else the convolutions."""
+        if layout.mha and self.wraps_mha:
+            return (layout.attention,)
+        for targets in (layout.attention_projections, layout.mlp, layout.convs):
+            if targets:
+                return targets
+        raise ConfigError(f"Adapter '{self.method}': block {path} has no attention projection, MLP or "
+                          "convolution to adapt; name layers with target_modules=[...], or use bitfit.")
+
     def inject(self, model: nn.Module) -> None:
         c = self.config
-        found = block_targets(model, c.tower, c.layers, c.target_modules, self.defaults)
-        for path, _, _ in found:
+        found = block_targets(model, c.tower, c.layers, c.target_modules, self.default_targets)
+        for path, module, _ in found:
             _refuse_inside_mha(model, path)
+            _refuse_grouped_conv(path, unwrapped(module), self.method)
         from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 
         from ._peft_mha import make_mha_exact
@@ -139,14 +155,23 @@ def _refuse_inside_mha(model: nn.Module, path: str) -> None:
                               "target the attention module itself ('attn', LoRA only) or the MLP.")
 
 
+def _refuse_grouped_conv(path: str, module: nn.Module, method: str) -> None:
+    """peft wraps a grouped (depthwise) convolution only for ranks divisible by its groups and cannot merge
+    it; umgkit refuses it up front rather than train an adapter that never folds into the weights."""
+    if isinstance(module, nn.Conv2d) and module.groups > 1:
+        raise ConfigError(f"Adapter '{method}': {path} is a grouped convolution (groups={module.groups}, "
+                          "e.g. ConvNeXt's depthwise conv_dw), which peft's LoRA family cannot merge. Target "
+                          "the block's dense layers instead (ConvNeXt: mlp.fc1, mlp.fc2, the default).")
+
+
 @ADAPTERS.register("lora")
 class LoraAdapter(_PeftAdapter):
-    """LoRA via peft on chosen Linear / MultiheadAttention layers of each block."""
+    """LoRA via peft on chosen Linear / Conv2d / MultiheadAttention layers of each block."""
 
     method = "lora"
     prefix = "lora_"
     use_dora = False
-    defaults = {**_ATTN, "open_clip": ("attn",)}
+    wraps_mha = True
 
     def build_peft_config(self, targets: list[str]):
         from peft import LoraConfig
@@ -162,16 +187,15 @@ class DoraAdapter(LoraAdapter):
 
     method = "dora"
     use_dora = True
-    defaults = {**_ATTN, "open_clip": _MLP_OPEN_CLIP}
+    wraps_mha = False
 
 
 @ADAPTERS.register("loha")
 class LoHaAdapter(_PeftAdapter):
-    """LoHa (low-rank Hadamard product) via peft on Linear layers."""
+    """LoHa (low-rank Hadamard product) via peft on Linear / Conv2d layers."""
 
     method = "loha"
     prefix = "hada_"
-    defaults = {**_ATTN, "open_clip": _MLP_OPEN_CLIP}
 
     def build_peft_config(self, targets: list[str]):
         from peft import LoHaConfig
@@ -182,11 +206,10 @@ class LoHaAdapter(_PeftAdapter):
 
 @ADAPTERS.register("lokr")
 class LoKrAdapter(_PeftAdapter):
-    """LoKr (low-rank Kronecker product) via peft on Linear layers."""
+    """LoKr (low-rank Kronecker product) via peft on Linear / Conv2d layers."""
 
     method = "lokr"
     prefix = "lokr_"
-    defaults = {**_ATTN, "open_clip": _MLP_OPEN_CLIP}
 
     def build_peft_config(self, targets: list[str]):
         from peft import LoKrConfig

@@ -1,7 +1,8 @@
 """SSF (Lian et al., 2022): a learnable per-channel scale and shift after chosen layers.
 
 ``y' = y * ssf_scale + ssf_shift`` with scale initialised to 1 and shift to 0 (the model starts unchanged).
-Targets are block-relative paths. Supported layer types and how each merges:
+Targets are block-relative paths; the default, read from each block's layout, is every affine LayerNorm
+of the block, its attention projections and its MLP layers. Supported layer types and how each merges:
 
 - ``nn.Linear``: ``W' = diag(s) W``, ``b' = s * b + t``.
 - a LayerNorm with affine weights (timm ``norm1``/``norm2``, open_clip ``ln_1``/``ln_2``):
@@ -22,17 +23,20 @@ from torch.func import functional_call
 from ..errors import ConfigError
 from ..registry import ADAPTERS
 from ._base import Adapter, AdapterWrapper, ScopeOptions, check_targets, unwrap_all
+from ._layout import BlockLayout
 from ._structure import block_targets, set_submodule
 
 __all__ = ["SSFAdapter", "SSFConfig", "SSFLayer", "SSFMultiheadAttention"]
 
-DEFAULT_TARGETS = {
-    "timm": ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"),
-    "open_clip": ("ln_1", "attn", "ln_2", "mlp.c_fc", "mlp.c_proj"),
-    "convnext": ("norm", "mlp.fc1", "mlp.fc2"),
-    "hf": ("layer_norm1", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj",
-           "layer_norm2", "mlp.fc1", "mlp.fc2"),
-}
+def default_targets(path: str, layout: BlockLayout) -> tuple[str, ...]:
+    """The block's affine LayerNorms, its attention (projections, or the MHA module) and its MLP layers."""
+    attention = (layout.attention,) if layout.mha else layout.attention_projections
+    targets = layout.norms + attention + layout.mlp
+    if not targets:
+        raise ConfigError(f"Adapter 'ssf': block {path} has no LayerNorm, attention or MLP layer to follow "
+                          "with a scale and shift (a convolution-only block, such as a ResNet's); use lora "
+                          "(on its convolutions) or bitfit.")
+    return targets
 
 
 def _fold(weight: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor, shift: torch.Tensor):
@@ -123,7 +127,7 @@ class SSFAdapter(Adapter):
 
     def inject(self, model: nn.Module) -> None:
         c = self.config
-        for path, module, _ in block_targets(model, c.tower, c.layers, c.target_modules, DEFAULT_TARGETS):
+        for path, module, _ in block_targets(model, c.tower, c.layers, c.target_modules, default_targets):
             if isinstance(module, nn.MultiheadAttention):
                 if not module._qkv_same_embed_dim or module.in_proj_bias is None:
                     raise ConfigError(f"{path}: SSF supports MultiheadAttention with a fused, biased "

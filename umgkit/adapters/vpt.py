@@ -93,10 +93,12 @@ class VPTAdapter(Adapter):
         c = self.config
         blocks = select_blocks(model, "vision", None)
         lists = {bl.path for _, _, bl in blocks}
-        if len(lists) != 1 or blocks[0][2].style == "convnext":
+        if len(lists) != 1 or blocks[0][2].style in ("convnext", "resnet"):
+            resnet = blocks[0][2].style == "resnet"
+            others = "lora or bitfit" if resnet else "lora, ssf, bitfit or adaptformer"
             raise ConfigError(f"VPT inserts prompt tokens into the one token sequence of a plain ViT; this "
                               f"backbone's blocks are {sorted(lists)} (a hierarchical model: stages of "
-                              "feature maps or windows). Use lora, ssf, bitfit or adaptformer on it.")
+                              f"feature maps or windows). Use {others} on it.")
         bl = blocks[0][2]
         prefix = c.num_prefix_tokens
         if prefix is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data._images import BadSampleError, open_checked
+from ..data.images import BadSampleError, open_checked
 from ..errors import ModelError, UmgkitError
 
 __all__ = ["ServeSession", "ServeResult", "parse_classes", "ZERO_SHOT_TASKS"]

@@ -30,8 +30,8 @@ from torch import nn
 from ..errors import ConfigError, WeightsError
 from ..registry import BACKBONES
 from ._pos_embed import resample_pos_embed
-from ._weights import hub_offline
 from .base import Backbone
+from .weights import fetch_failure, fetch_reason, hub_offline
 
 __all__ = ["HFCLIPBackbone", "build_hf", "SUPPORTED_MODEL_TYPES"]
 
@@ -152,6 +152,8 @@ class HFCLIPBackbone(Backbone):
 
 
 def _load_tokenizer(source: str | None, name: str, local_files_only: bool):
+    """transformers' tokenizer for ``source``: a local folder's problem is reported as the folder's, a hub
+    id's as the fetch's (offline only when that is why); the cause is kept."""
     from transformers import AutoTokenizer
 
     if source is None:
@@ -159,10 +161,16 @@ def _load_tokenizer(source: str | None, name: str, local_files_only: bool):
     try:
         return AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
     except (OSError, ValueError) as err:
-        where = "the hub is offline and it is not in the Hugging Face cache" if local_files_only else str(err)
-        raise WeightsError(f"{name}: no tokenizer could be loaded from {source} ({where}). Save one beside "
+        first = next(iter(str(err).splitlines()), "") or type(err).__name__
+        if Path(source).is_dir():
+            raise WeightsError(f"{name}: the tokenizer files in folder {source} cannot be read ({first}). "
+                               "Write them again beside the weights with tokenizer.save_pretrained(folder)."
+                               ) from err
+        failure = fetch_failure(err)
+        why = fetch_reason(failure) if failure is not None else first
+        raise WeightsError(f"{name}: no tokenizer could be loaded from {source} ({why}). Save one beside "
                            "the weights with tokenizer.save_pretrained(folder), or load the model once with "
-                           "the network so it is cached.") from None
+                           "the network so it is cached.") from err
 
 
 def _processor_stats(folder: Path) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
@@ -198,10 +206,11 @@ def build_hf(name: str, pretrained: str | None = None) -> HFCLIPBackbone:
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=offline)
     except (OSError, ValueError) as err:
-        why = ("it is not a folder here, the hub is offline (HF_HUB_OFFLINE is set) and it is not in the "
-               "Hugging Face cache") if offline and not local else str(err).splitlines()[0]
+        failure = None if local else fetch_failure(err)
+        why = f"it is not a folder here, and {fetch_reason(failure)}" if failure is not None \
+            else str(err).splitlines()[0]
         raise WeightsError(f"{label}: cannot read a transformers config from {source}: {why}. Give a folder "
-                           "written by model.save_pretrained, or a hub id with the network on.") from None
+                           "written by model.save_pretrained, or a hub id with the network on.") from err
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise ConfigError(f"{label}: transformers model type '{config.model_type}' is not supported; hf: "
                           f"takes {' or '.join(SUPPORTED_MODEL_TYPES)} checkpoints (CLIPModel, SiglipModel).")
@@ -209,7 +218,7 @@ def build_hf(name: str, pretrained: str | None = None) -> HFCLIPBackbone:
         model = AutoModel.from_pretrained(source, local_files_only=offline).eval()
     except (OSError, ValueError) as err:
         raise WeightsError(f"{label}: cannot load the weights from {source}: "
-                           f"{str(err).splitlines()[0]}") from None
+                           f"{str(err).splitlines()[0]}") from err
     mean, std = _processor_stats(folder) if local else (None, None)
     return HFCLIPBackbone(model, name=label, source=source, image_mean=mean, image_std=std,
                           local_files_only=offline)

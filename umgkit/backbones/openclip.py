@@ -23,9 +23,9 @@ from .._tensors import reading_weights
 from ..errors import ConfigError, unknown_name
 from ..registry import BACKBONES
 from ._pos_embed import resample_pos_embed
-from ._weights import check_local_file, hub_offline, is_local_path, offline_error
 from .base import Backbone
 from .openclip_towers import LazyTokenizer, OpenCLIPResNet, _OpenCLIPText, wrap_timm_tower
+from .weights import check_local_file, fetching, hub_offline, is_local_path, offline_error
 
 __all__ = ["OpenCLIPBackbone", "build_openclip", "UMGKIT_OPENCLIP_CONFIGS"]
 
@@ -119,32 +119,38 @@ def build_openclip(name: str, pretrained: str | None = None, **kwargs) -> Backbo
     ``pretrained``: None (random init), a local ``.safetensors`` / ``.bin`` / ``.pt`` file (``.bin`` /
     ``.pt`` read with ``torch.load(weights_only=True)``), or an open_clip tag (downloaded from the hub;
     offline it raises with the fix). ``kwargs`` go to ``create_model`` (e.g. ``force_image_size``).
+    Only reading weights and fetching files become `WeightsError`; an error while building the model
+    itself propagates as it is (with its traceback under ``--debug``).
     """
     import open_clip
 
     _ensure_umgkit_configs()
     label = f"openclip:{name}"
     if name.startswith("hf-hub:"):  # config and weights both come from the hub (or its cache, offline)
-        try:
-            model = open_clip.create_model(name, weights_only=True, **kwargs)
-        except (OSError, RuntimeError, ValueError) as err:
-            cause = None if hub_offline() else err
-            raise offline_error(label, name, "open_clip_model", cause) from err
+        model = fetching(lambda: open_clip.create_model(name, weights_only=True, **kwargs), label, name,
+                         "open_clip_model")
         return _wrap(model, LazyTokenizer(lambda: open_clip.get_tokenizer(name), label), label)
     if name not in open_clip.list_models():
         raise unknown_name("open_clip model", name, open_clip.list_models(),
                            "`python -c 'import open_clip; print(open_clip.list_models())'` lists them.")
     kwargs.setdefault("weights_only", True)
     if pretrained and is_local_path(pretrained):
-        with reading_weights(check_local_file(pretrained, label)):
-            model = open_clip.create_model(name, pretrained=pretrained, **kwargs)
+        path = check_local_file(pretrained, label)
+        # the file holds every weight: no tower starts from base weights fetched from the hub first
+        kwargs.setdefault("pretrained_image", False)
+        kwargs.setdefault("pretrained_text", False)
+        model = open_clip.create_model(name, **kwargs)  # built outside: a bug here is not a weights error
+        with reading_weights(path):
+            open_clip.load_checkpoint(model, path, weights_only=kwargs["weights_only"])
     elif pretrained:
+        if not open_clip.get_pretrained_cfg(name, pretrained):
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            raise unknown_name(f"open_clip pretrained tag for {name}", pretrained, tags,
+                               f"Its tags: {', '.join(tags) or 'none'}; or give a local weights file.")
         if hub_offline():
             raise offline_error(label, pretrained, "open_clip_model")
-        try:
-            model = open_clip.create_model(name, pretrained=pretrained, **kwargs)
-        except (OSError, RuntimeError, ValueError) as err:
-            raise offline_error(label, pretrained, "open_clip_model", err) from err
+        model = fetching(lambda: open_clip.create_model(name, pretrained=pretrained, **kwargs), label,
+                         pretrained, "open_clip_model")
     else:
         model = open_clip.create_model(name, **kwargs)
     return _wrap(model, LazyTokenizer(lambda: open_clip.get_tokenizer(name), label), label)

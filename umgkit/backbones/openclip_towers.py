@@ -28,6 +28,7 @@ from ._pos_embed import resample_pos_embed
 from .base import Backbone, l2_normalize, roi_pool_mean
 from .timm_backbone import TimmBackbone
 from .timm_features import TimmFeatureBackbone, is_hierarchical
+from .weights import fetch_failure, fetch_reason
 
 __all__ = ["OpenCLIPTimmViT", "OpenCLIPTimmStages", "OpenCLIPResNet", "LazyTokenizer", "wrap_timm_tower"]
 
@@ -39,7 +40,8 @@ _TRUNK = "visual.trunk"
 
 class LazyTokenizer:
     """open_clip's tokenizer, made on the first call: some (SigLIP's) come from the Hugging Face hub, and
-    a vision-only use of the backbone should not need the network. A failure is one clear error."""
+    a vision-only use of the backbone should not need the network. A failed download or an unreadable
+    tokenizer file is one clear error (the hub named only when it is the reason); a bug propagates."""
 
     def __init__(self, loader, label: str) -> None:
         self._loader, self._label, self._tokenizer = loader, label, None
@@ -48,12 +50,18 @@ class LazyTokenizer:
         if self._tokenizer is None:
             try:
                 self._tokenizer = self._loader()
-            except (OSError, ImportError, ValueError, RuntimeError) as err:
-                reason = next(iter(str(err).splitlines()), type(err).__name__)
-                raise WeightsError(f"{self._label}: its text tokenizer could not be loaded ({reason}). "
-                                   "Some open_clip tokenizers (SigLIP's) are downloaded from the Hugging "
-                                   "Face hub: load it once with the network so it is cached, then "
-                                   "HF_HUB_OFFLINE=1 works.") from None
+            except Exception as err:  # noqa: BLE001  sorted below: file and download problems vs bugs
+                failure = fetch_failure(err)
+                if failure is None:
+                    if not isinstance(err, (OSError, ValueError)):  # not a file problem: a bug, shown as is
+                        raise
+                    reason = next(iter(str(err).splitlines()), "") or type(err).__name__
+                    raise WeightsError(f"{self._label}: its text tokenizer could not be loaded ({reason}); "
+                                       "check the tokenizer its open_clip config names.") from err
+                raise WeightsError(f"{self._label}: its text tokenizer could not be loaded because "
+                                   f"{fetch_reason(failure)}. Some open_clip tokenizers (SigLIP's) are "
+                                   "downloaded from the Hugging Face hub: load it once with the network so "
+                                   "it is cached, then HF_HUB_OFFLINE=1 works.") from err
         return self._tokenizer(texts)
 
 

@@ -20,9 +20,9 @@ from torch import nn
 from .._tensors import reading_weights
 from ..errors import unknown_name
 from ..registry import BACKBONES
-from ._weights import check_local_file, hub_offline, is_local_path, offline_error
 from .base import Backbone
 from .timm_features import TimmFeatureBackbone, is_hierarchical
+from .weights import check_local_file, fetching, hub_offline, is_local_path, offline_error
 
 __all__ = ["TimmBackbone", "build_timm"]
 
@@ -129,10 +129,7 @@ def build_timm(name: str, pretrained: str | None = None, **kwargs) -> Backbone:
     label = f"timm:{name}"
     kwargs = {"num_classes": 0, **kwargs}
     if name.startswith("hf-hub:"):  # architecture and weights from a hub repository (or its cache, offline)
-        try:
-            model = _create(timm, name, pretrained=True, **kwargs)
-        except (OSError, RuntimeError, ValueError) as err:
-            raise offline_error(label, name, "timm_model", None if hub_offline() else err) from err
+        model = fetching(lambda: _create(timm, name, pretrained=True, **kwargs), label, name, "timm_model")
         return _wrap(model.eval(), label)
     base = name.split(".", 1)[0]
     if not timm.is_model(base):
@@ -145,12 +142,14 @@ def build_timm(name: str, pretrained: str | None = None, **kwargs) -> Backbone:
             timm.models.load_checkpoint(model, path, strict=True, weights_only=True)
     elif pretrained:
         hub_name = name if pretrained in ("hub", "true", "True") else f"{base}.{pretrained}"
+        if "." in hub_name and hub_name not in timm.list_pretrained(f"{base}.*"):
+            tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{base}.*")]
+            raise unknown_name(f"timm pretrained tag for {base}", hub_name.split(".", 1)[1], tags,
+                               f"Its tags: {', '.join(tags) or 'none'}; or give a local weights file.")
         if hub_offline():
             raise offline_error(label, pretrained, "timm_model")
-        try:
-            model = _create(timm, hub_name, pretrained=True, **kwargs)
-        except (OSError, RuntimeError, ValueError) as err:
-            raise offline_error(label, pretrained, "timm_model", err) from err
+        model = fetching(lambda: _create(timm, hub_name, pretrained=True, **kwargs), label, pretrained,
+                         "timm_model")
     else:
         model = _create(timm, name, pretrained=False, **kwargs)
     return _wrap(model.eval(), label)

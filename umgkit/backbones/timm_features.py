@@ -8,8 +8,9 @@ width) instead of a simple feature pyramid built from one map. ``dense`` is the 
 
 Adapter targets: transformer stages (Swin) use the timm block layout (``norm1, attn.qkv, attn.proj, norm2,
 mlp.fc1, mlp.fc2``, one block list per stage); ConvNeXt blocks (``conv_dw, norm, mlp.fc1, mlp.fc2``) take
-the LoRA family, SSF, BitFit and AdaptFormer on their MLP; convolution-only stages (ResNet) take BitFit,
-full fine-tuning or none.
+the LoRA family, SSF, BitFit and the bottleneck adapters on their MLP; convolution-only stages (ResNet
+``layerN`` lists) take the LoRA family on their convolutions, BitFit, full fine-tuning or none (the table
+in docs/backbones.md).
 """
 
 from __future__ import annotations

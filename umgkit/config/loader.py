@@ -17,7 +17,7 @@ import yaml
 
 from .._io import atomic_write_text
 from .schema import RunConfig
-from .validate import ConfigError, from_dict, to_dict
+from .validate import ConfigError, check_head_task, from_dict, to_dict
 
 __all__ = ["load_config", "load_yaml_tree", "apply_overrides", "save_config", "config_from_dict"]
 
@@ -30,14 +30,15 @@ METHOD_OPTIONS = (("model", "adapter", "adapter_options"), ("model", "head", "he
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), schema: type = RunConfig) -> Any:
-    """Read ``path`` (+ its bases), apply ``key.path=value`` overrides, validate into ``schema``.
+    """Read ``path`` (+ its bases), apply ``key.path=value`` overrides, validate into ``schema`` (a
+    `RunConfig` also against the registries: its head must serve its task).
 
     Example:
         >>> cfg = load_config("configs/demo/classification.yaml", ["train.lr=1e-3"])  # doctest: +SKIP
     """
     data, origins = load_yaml_tree(Path(path))
     apply_overrides(data, origins, overrides)
-    return from_dict(schema, data, origins)
+    return _validated(schema, data, origins)
 
 
 def config_from_dict(data: Mapping[str, Any], overrides: Iterable[str] = (), schema: type = RunConfig) -> Any:
@@ -45,7 +46,14 @@ def config_from_dict(data: Mapping[str, Any], overrides: Iterable[str] = (), sch
     data = _deep_copy(dict(data))
     origins: dict[str, str] = {}
     apply_overrides(data, origins, overrides)
-    return from_dict(schema, data, origins)
+    return _validated(schema, data, origins)
+
+
+def _validated(schema: type, data: dict, origins: dict[str, str]) -> Any:
+    cfg = from_dict(schema, data, origins)
+    if isinstance(cfg, RunConfig):
+        check_head_task(cfg)
+    return cfg
 
 
 def load_yaml_tree(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, dict[str, str]]:

@@ -4,8 +4,9 @@ Sources, all read from the code itself:
 - the run schema (`RunConfig` and its nested sections): each field's ``# comment`` is its meaning;
 - every built-in task's module-level ``OPTIONS`` (found through the TASKS registry, so a new task
   appears without editing this file; a built-in task without ``OPTIONS`` is an error);
-- every adapter's ``config_cls`` dataclass (field comments, inherited fields included);
-- every head builder's and dataset reader's keyword parameters and defaults.
+- every adapter's ``config_cls`` and every head's options dataclass (field comments, inherited fields
+  included), and the tasks each head serves;
+- every dataset reader's keyword parameters and defaults.
 
     python -m umgkit.config.reference --out docs/config_reference.md   # or: umgkit docs config-reference
     python -m umgkit.config.reference --check docs/config_reference.md
@@ -34,7 +35,6 @@ __all__ = ["ReferenceDocError", "config_reference", "field_comments", "main"]
 
 COMMAND = "python -m umgkit.config.reference --out docs/config_reference.md"
 # Arguments the task or the engine passes itself; they are not user options.
-_TASK_SUPPLIED_HEAD = {"backbone", "num_classes", "class_names"}
 _READER_COMMON = {"self", "root", "split", "transform", "skip_bad", "num_classes", "limit", "records"}
 
 
@@ -100,10 +100,12 @@ def config_reference() -> str:
     for name in _builtin_names(ADAPTERS):
         parts.append(_adapter_section(name, ADAPTERS.get(name)))
     parts.append("## Head options (`model.head_options`)\n")
-    parts.append("Keyword arguments of the head builder named in `model.head` (empty = the task's default "
-                 "head). `backbone`, `num_classes` and `class_names` are passed by the task.\n")
+    parts.append("Checked by the head named in `model.head` (its options dataclass; empty = the task's "
+                 "default head); an unknown option is an error naming the valid ones. A head serves the "
+                 "tasks it lists: naming a head of another task stops the run when the config is loaded. "
+                 "`backbone`, `num_classes` and `class_names` are passed by the task.\n")
     for name in _builtin_names(HEADS):
-        parts.append(_head_section(name, HEADS.get(name)))
+        parts.append(_head_section(name, HEADS))
     parts.append("## Dataset reader options (`data.options`)\n")
     parts.append("Keyword arguments of the reader named in `data.format` (empty = the task's default "
                  "reader); `data.root`, the split, `data.skip_bad`, `data.num_classes` and `data.limit` are "
@@ -157,29 +159,30 @@ def _task_section(name: str, builder: Callable) -> str:
 
 
 def _adapter_section(name: str, adapter_cls: Any) -> str:
-    config_cls = adapter_cls.config_cls
+    body = _options_table(f"adapter '{name}'", adapter_cls.config_cls)
+    merge = "mergeable" if getattr(adapter_cls, "mergeable", False) else "not mergeable"
+    return f"### `{name}`\n\n{_first_para(adapter_cls.__doc__)} ({merge})\n\n{body}"
+
+
+def _head_section(name: str, heads: Any) -> str:
+    tasks = ", ".join(f"`{t}`" for t in heads.tasks(name))
+    body = _options_table(f"head '{name}'", heads.options_class(name))
+    return f"### `{name}`\n\n{_first_para(heads.get(name).__doc__)}\n\nServes: {tasks}.\n\n{body}"
+
+
+def _options_table(what: str, config_cls: type | None) -> str:
+    """The option / type / default / meaning table of an options dataclass (None: no options)."""
+    if config_cls is None:
+        return "(no options)\n"
     comments = field_comments(config_cls)
     rows = []
     for f in dataclasses.fields(config_cls):
         if f.name not in comments:
             where = f"{config_cls.__module__}.{config_cls.__name__}.{f.name}"
-            raise ReferenceDocError(f"adapter '{name}': {where} has no `# comment` giving its meaning; add "
-                                    f"one, then run `{COMMAND}`.")
+            raise ReferenceDocError(f"{what}: {where} has no `# comment` giving its meaning; add one, then "
+                                    f"run `{COMMAND}`.")
         rows.append([f"`{f.name}`", f"`{_type_name(config_cls, f)}`", _yaml(_default(f)), comments[f.name]])
-    body = _table(["option", "type", "default", "meaning"], rows) if rows else "(no options)\n"
-    merge = "mergeable" if getattr(adapter_cls, "mergeable", False) else "not mergeable"
-    return f"### `{name}`\n\n{_first_para(adapter_cls.__doc__)} ({merge})\n\n{body}"
-
-
-def _head_section(name: str, builder: Callable) -> str:
-    rows, more = _keyword_rows(builder, _TASK_SUPPLIED_HEAD)
-    body = _table(["option", "default"], rows) if rows else "(no options)\n"
-    tail = ""
-    if more:
-        target = _returned_class(builder)
-        where = f"`{target.__module__}.{target.__name__}`" if target else "the builder"
-        tail = f"\nFurther keyword options are passed on to {where}; see its signature and docstring.\n"
-    return f"### `{name}`\n\n{_first_para(builder.__doc__)}\n\n{body}{tail}"
+    return _table(["option", "type", "default", "meaning"], rows) if rows else "(no options)\n"
 
 
 def _reader_section(name: str, builder: Callable) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Literal, Union
 
 from ..errors import ConfigError, close_matches
 
-__all__ = ["ConfigError", "from_dict", "to_dict"]
+__all__ = ["ConfigError", "check_head_task", "from_dict", "to_dict"]
 
 
 def from_dict(schema: type, data: Mapping[str, Any], origins: Mapping[str, str] | None = None,
@@ -48,6 +48,25 @@ def from_dict(schema: type, data: Mapping[str, Any], origins: Mapping[str, str] 
                               f"missing required value '{_join(prefix, name)}'.")
         _check_bounds(getattr(obj, name), f.metadata, _join(prefix, name), origins)
     return obj
+
+
+def check_head_task(cfg: Any) -> None:
+    """A run config's ``model.head`` must be a head that serves its ``task``.
+
+    Checked when the config is loaded, so a semantic head on a classification run stops here, with the
+    heads that fit, before anything is built or written (it would otherwise fail inside the first forward
+    pass). It needs the registries filled (`import_builtins`, the torch imports), so it runs only when a
+    head is named. A task that no head declares (``pretrain``, or a user task around another task's model)
+    is left to the model builder, which checks the head against the task of the model it builds.
+    """
+    if not cfg.model.head:
+        return
+    from .._builtins import import_builtins
+    from ..registry import HEADS, TASKS
+
+    import_builtins()
+    if cfg.task in TASKS and HEADS.serving(cfg.task):  # an unknown task is named by the task builder
+        HEADS.check_task(cfg.model.head, cfg.task)
 
 
 _BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),

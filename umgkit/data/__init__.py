@@ -9,11 +9,11 @@ label 255 = ignore) with ``class_names``.
 """
 
 from ._base import ReaderDataset
-from ._images import IGNORE_INDEX, BadSampleError, DatasetError, load_image, load_label_map
 from .build import build_dataset
 from .captions import CaptionDataset, build_coco_captions, build_karpathy
 from .classification import CsvDataset, ImageFolderDataset, build_csv, build_imagefolder
 from .collate import collate_dicts
+from .images import IGNORE_INDEX, BadSampleError, DatasetError, load_image, load_label_map
 from .instances import CocoInstancesDataset, build_coco_instances, decode_segmentation
 from .manifest import ManifestDataset, build_manifest
 from .manifest_lazy import LazyManifest, build_manifest_lazy

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from ._images import BadSampleError, DatasetError, check_num_classes
+from .images import BadSampleError, DatasetError, check_num_classes
 
 __all__ = ["ReaderDataset"]
 

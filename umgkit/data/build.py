@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from ..config import DataConfig
 from ..errors import ConfigError
 from ..registry import DATASETS
-from ._images import resolve
+from .images import resolve
 
 __all__ = ["build_dataset"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..registry import DATASETS
 from ._base import ReaderDataset
-from ._images import DatasetError, load_image, resolve
+from .images import DatasetError, load_image, resolve
 
 __all__ = ["CaptionDataset", "build_coco_captions", "build_karpathy"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..registry import DATASETS
 from ._base import ReaderDataset
-from ._images import BadSampleError, DatasetError, load_image, read_lines, resolve
+from .images import BadSampleError, DatasetError, load_image, read_lines, resolve
 
 __all__ = ["ImageFolderDataset", "CsvDataset", "IMAGE_EXTENSIONS"]
 

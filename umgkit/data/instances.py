@@ -17,8 +17,8 @@ from pycocotools import mask as mask_utils
 
 from ..registry import DATASETS
 from ._base import ReaderDataset
-from ._images import BadSampleError, load_image, resolve
 from .captions import read_json
+from .images import BadSampleError, load_image, resolve
 
 __all__ = ["CocoInstancesDataset", "decode_segmentation"]
 

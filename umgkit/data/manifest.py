@@ -28,7 +28,7 @@ import torch
 
 from ..registry import DATASETS
 from ._base import ReaderDataset
-from ._images import BadSampleError, DatasetError, load_image
+from .images import BadSampleError, DatasetError, load_image
 from .instances import decode_segmentation
 
 __all__ = ["ManifestDataset", "item_from_record", "manifest_file", "parse_record"]

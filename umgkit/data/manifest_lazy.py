@@ -11,7 +11,7 @@ import numpy as np
 
 from ..registry import DATASETS
 from ._base import ReaderDataset
-from ._images import DatasetError, load_image
+from .images import DatasetError, load_image
 from .manifest import item_from_record, manifest_file, parse_record
 
 __all__ = ["LazyManifest", "build_manifest_lazy"]

@@ -15,8 +15,8 @@ import torch
 
 from ..registry import DATASETS
 from ._base import ReaderDataset
-from ._images import BadSampleError, load_image, open_checked, resolve
 from .captions import read_json
+from .images import BadSampleError, load_image, open_checked, resolve
 
 __all__ = ["CocoPanopticDataset", "rgb_to_id", "id_to_rgb"]
 

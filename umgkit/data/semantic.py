@@ -14,7 +14,8 @@ import torch
 
 from ..registry import DATASETS
 from ._base import ReaderDataset
-from ._images import (
+from .classification import IMAGE_EXTENSIONS
+from .images import (
     IGNORE_INDEX,
     BadSampleError,
     DatasetError,
@@ -23,7 +24,6 @@ from ._images import (
     read_lines,
     resolve,
 )
-from .classification import IMAGE_EXTENSIONS
 
 __all__ = ["SegFolderDataset", "reduce_zero_label_map", "ADE20K_SPLITS"]
 

@@ -39,7 +39,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .._io import check_output_folder
 from .._rng import item_seed, key_index, seeded
 from ..registry import DATASETS
-from ._images import BadSampleError, DatasetError
+from .images import BadSampleError, DatasetError
 from .manifest import item_from_record, manifest_file, parse_record
 
 __all__ = ["ShardStream", "StreamPlan", "write_shards", "read_index", "decode_uint8", "INDEX_SUFFIX"]

@@ -19,6 +19,9 @@ killed mid-save leaves only a temp directory that `latest_checkpoint` ignores an
 step saved again replaces the old folder only once the new one is complete (the old one is renamed aside
 first, then deleted). Resuming checks a checkpoint before trusting it (`checkpoint_problem`: marker,
 files, checksums, readable headers) and falls back to the newest one that passes (`find_resumable`).
+
+The detectron2 and mmseg bridges write the same folders through `write_state_files` + `publish_checkpoint`
+and read them with `restore_state_files` (see `umgkit.integrations._checkpoint`): one writer for all.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from .._io import file_sha256
 from .._tensors import copy_named, read_safetensors
 from ..errors import CheckpointError
 from ._seed import capture_rng_state, restore_rng_state
-from ._strategy import sharded_state, strategy_name
+from .strategy import sharded_state, strategy_name
 
 __all__ = [
     "COMPLETE_MARKER",
@@ -57,6 +60,8 @@ __all__ = [
     "join_optimizer_state",
     "json_ready",
     "publish_checkpoint",
+    "write_state_files",
+    "restore_state_files",
     "copy_trainable_tensors",
     "remove_stale_temps",
 ]
@@ -196,19 +201,13 @@ def save_checkpoint(accelerator: Any, root: str | os.PathLike, *, step: int, mod
         for rank, (rng_tensors, rng_data) in enumerate(rng_states):
             save_file(rng_tensors, str(tmp / f"rng_rank{rank}.safetensors"))
             _write_json(tmp / f"rng_rank{rank}.json", rng_data)
-        if sharded:
-            save_file(trainable, str(tmp / "trainable.safetensors"))
-        else:
-            save_file(trainable_state_dict(accelerator.unwrap_model(model)),
-                      str(tmp / "trainable.safetensors"))
-            opt_tensors, opt_data = split_optimizer_state(optimizer.state_dict())
-            save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-            _write_json(tmp / "optimizer.json", opt_data)
+        if not sharded:
+            trainable = trainable_state_dict(accelerator.unwrap_model(model))
         sched = {"scheduler": json_ready(scheduler.state_dict())}
         if getattr(accelerator, "scaler", None) is not None:
             sched["grad_scaler"] = json_ready(accelerator.scaler.state_dict())
-        _write_json(tmp / "scheduler.json", sched)
-        _write_json(tmp / "trainer_state.json", dict(trainer_state, step=step))
+        write_state_files(tmp, trainable=trainable, optimizer=None if sharded else optimizer,
+                          scheduler_state=sched, trainer_state=dict(trainer_state, step=step))
         publish_checkpoint(tmp, root, step, keep_last=keep_last)
     accelerator.wait_for_everyone()
     return final
@@ -235,6 +234,53 @@ def publish_checkpoint(tmp: Path, root: Path, step: int, *, keep_last: int = 0) 
     return final
 
 
+def write_state_files(folder: Path, *, trainable: dict[str, torch.Tensor],
+                      optimizer: torch.optim.Optimizer | None, scheduler_state: dict[str, Any],
+                      trainer_state: dict[str, Any]) -> None:
+    """Fill a checkpoint folder with what every step folder holds: ``trainable.safetensors``,
+    ``optimizer.safetensors`` + ``optimizer.json`` (skipped for ``optimizer=None``: under FSDP / DeepSpeed
+    Accelerate writes the optimizer shards), ``scheduler.json`` and ``trainer_state.json``.
+
+    The engine and both framework bridges write through here and seal with `publish_checkpoint`, so one
+    layout (and one reader, `restore_state_files`) serves them all; ``trainer_state`` must hold ``step``.
+    """
+    save_file(trainable, str(folder / "trainable.safetensors"))
+    if optimizer is not None:
+        opt_tensors, opt_data = split_optimizer_state(optimizer.state_dict())
+        save_file(opt_tensors, str(folder / "optimizer.safetensors"))
+        _write_json(folder / "optimizer.json", opt_data)
+    _write_json(folder / "scheduler.json", json_ready(scheduler_state))
+    _write_json(folder / "trainer_state.json", json_ready(trainer_state))
+
+
+def restore_state_files(path: str | os.PathLike, *, model: nn.Module,
+                        optimizer: torch.optim.Optimizer | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Copy a step folder's trainable tensors into ``model`` and, unless ``optimizer`` is None, its saved
+    state (Adam's moments, step counts, param groups) into ``optimizer``; returns ``(scheduler state,
+    trainer state)`` as saved, for the caller's own scheduler and loop. The folder is checked first
+    (`checkpoint_problem`); `CheckpointError` names what is wrong, or a parameter that does not fit."""
+    path = Path(path)
+    _check_resumable(path)
+    _restore_weights_and_optimizer(path, model, optimizer)
+    return _read_json(path / "scheduler.json"), _read_json(path / "trainer_state.json")
+
+
+def _restore_weights_and_optimizer(path: Path, model: nn.Module,
+                                   optimizer: torch.optim.Optimizer | None) -> None:
+    copy_trainable_tensors(model, read_safetensors(path / "trainable.safetensors"), path)
+    if optimizer is not None:
+        optimizer.load_state_dict(join_optimizer_state(read_safetensors(path / "optimizer.safetensors"),
+                                                       _read_json(path / "optimizer.json")))
+
+
+def _check_resumable(path: Path) -> None:
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"cannot resume from {path}: {problem}. Give a complete checkpoints/step_* "
+                              "folder, or let train.resume=auto (the bridges: --resume) pick the newest "
+                              "one that is intact.")
+
+
 def load_checkpoint(accelerator: Any, path: str | os.PathLike, *, model: nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler: Any,
                     restore_rng: bool = True) -> dict[str, Any]:
@@ -244,10 +290,7 @@ def load_checkpoint(accelerator: Any, path: str | os.PathLike, *, model: nn.Modu
     not match the model's (names or shapes).
     """
     path = Path(path)
-    problem = checkpoint_problem(path)
-    if problem is not None:
-        raise CheckpointError(f"cannot resume from {path}: {problem}. Give a complete checkpoints/step_* "
-                              "folder, or train.resume=auto for the newest one that is intact.")
+    _check_resumable(path)
     if (path / SHARDED_DIR).is_dir() != sharded_state(accelerator):
         saved = "a sharded strategy (FSDP / DeepSpeed)" if (path / SHARDED_DIR).is_dir() \
             else "DDP or one process"
@@ -257,11 +300,7 @@ def load_checkpoint(accelerator: Any, path: str | os.PathLike, *, model: nn.Modu
     if (path / SHARDED_DIR).is_dir():
         accelerator.load_state(str(path / SHARDED_DIR))
     else:
-        tensors = read_safetensors(path / "trainable.safetensors")
-        copy_trainable_tensors(accelerator.unwrap_model(model), tensors, path)
-        opt_data = _read_json(path / "optimizer.json")
-        optimizer.load_state_dict(join_optimizer_state(read_safetensors(path / "optimizer.safetensors"),
-                                                         opt_data))
+        _restore_weights_and_optimizer(path, accelerator.unwrap_model(model), optimizer)  # checked above
     sched = _read_json(path / "scheduler.json")
     scheduler.load_state_dict(sched["scheduler"])
     if "grad_scaler" in sched and getattr(accelerator, "scaler", None) is not None:

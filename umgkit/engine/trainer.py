@@ -26,7 +26,6 @@ from ._accel import make_accelerator
 from ._loader_options import loader_options
 from ._resume import Resuming
 from ._seed import SeededItems, seed_everything
-from ._strategy import prepare_model
 from ._window import StepWindow, batch_size
 from .checkpoint import (
     save_checkpoint,
@@ -34,6 +33,7 @@ from .checkpoint import (
 from .evaluate import run_evaluation, val_loader
 from .optim import build_optimizer, build_scheduler
 from .run_folder import claim_run_folder
+from .strategy import prepare_model
 from .task import Task
 from .tracking import RunLogger
 

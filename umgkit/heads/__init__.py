@@ -1,15 +1,30 @@
-"""Task decoders, registered in `umgkit.registry.HEADS`."""
+"""Task decoders, registered in `umgkit.registry.HEADS` with the tasks they serve and their options."""
 
-from .classification import LinearHead, TextInitHead, build_linear_head, build_text_init_head
-from .contrastive import ContrastiveHead, build_contrastive_head
-from .detection import RCNNHead, build_vitdet_rcnn
-from .panoptic import Mask2FormerHead, build_mask2former
-from .segmentation import SemanticHead, build_semantic_fpn, build_semantic_uper
-from .zeroshot import PixelTextHead, build_pixel_text_head
+from .classification import (
+    LinearHead,
+    LinearOptions,
+    TextInitHead,
+    TextInitOptions,
+    build_linear_head,
+    build_text_init_head,
+)
+from .contrastive import ContrastiveHead, ContrastiveOptions, build_contrastive_head
+from .detection import RCNNHead, RCNNOptions, build_vitdet_rcnn
+from .panoptic import Mask2FormerHead, Mask2FormerOptions, build_mask2former
+from .segmentation import (
+    SemanticHead,
+    SemanticOptions,
+    TextClassifierOptions,
+    build_semantic_fpn,
+    build_semantic_uper,
+)
+from .zeroshot import PixelTextHead, PixelTextOptions, build_pixel_text_head
 
-__all__ = ["SemanticHead", "build_semantic_fpn", "build_semantic_uper",
-           "LinearHead", "TextInitHead", "build_linear_head", "build_text_init_head",
-           "ContrastiveHead", "build_contrastive_head",
-           "RCNNHead", "build_vitdet_rcnn",
-           "Mask2FormerHead", "build_mask2former",
-           "PixelTextHead", "build_pixel_text_head"]
+__all__ = ["SemanticHead", "SemanticOptions", "TextClassifierOptions", "build_semantic_fpn",
+           "build_semantic_uper",
+           "LinearHead", "LinearOptions", "TextInitHead", "TextInitOptions", "build_linear_head",
+           "build_text_init_head",
+           "ContrastiveHead", "ContrastiveOptions", "build_contrastive_head",
+           "RCNNHead", "RCNNOptions", "build_vitdet_rcnn",
+           "Mask2FormerHead", "Mask2FormerOptions", "build_mask2former",
+           "PixelTextHead", "PixelTextOptions", "build_pixel_text_head"]

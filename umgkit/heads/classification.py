@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +23,8 @@ from torch import nn
 from ..errors import ConfigError
 from ..registry import HEADS
 
-__all__ = ["LinearHead", "TextInitHead", "build_linear_head", "build_text_init_head", "feature_dim",
-           "resolve_templates", "text_classifier_weights"]
+__all__ = ["LinearHead", "LinearOptions", "TextInitHead", "TextInitOptions", "build_linear_head",
+           "build_text_init_head", "feature_dim", "resolve_templates", "text_classifier_weights"]
 
 DEFAULT_LOGIT_SCALE = math.log(1 / 0.07)
 
@@ -130,23 +131,40 @@ def _backbone_logit_scale(backbone: nn.Module) -> float | None:
     return float(own.detach()) if isinstance(own, torch.Tensor) else None
 
 
-@HEADS.register("linear")
+@dataclass
+class LinearOptions:
+    input_scale: float | None = None  # features are multiplied by this before the linear map; null = sqrt(F)
+
+
+@dataclass
+class TextInitOptions:
+    templates: str | tuple[str, ...] = "simple"  # "openai" (80 prompts), "simple" (18), or prompts with {}
+    logit_scale: float | str | None = None  # log inverse temperature; null = ln(1/0.07), "backbone" = its own
+    learn_scale: bool = True  # train logit_scale with the class rows (false keeps it fixed)
+
+
+@HEADS.register("linear", tasks=("classification",), options=LinearOptions)
 def build_linear_head(backbone: nn.Module, num_classes: int, class_names: Sequence[str] | None = None,
-                      input_scale: float | None = None) -> LinearHead:
-    """Linear classifier over ``encode_image`` features (``class_names`` is accepted and unused);
-    ``input_scale`` defaults to ``sqrt(F)`` (see `LinearHead`)."""
-    return LinearHead(in_dim=feature_dim(backbone), num_classes=int(num_classes), input_scale=input_scale)
+                      options: LinearOptions | None = None) -> LinearHead:
+    """Linear classifier over ``encode_image`` features.
+
+    ``input_scale`` defaults to ``sqrt(F)`` (see `LinearHead`); ``class_names`` is accepted and unused.
+    """
+    options = options or LinearOptions()
+    return LinearHead(in_dim=feature_dim(backbone), num_classes=int(num_classes),
+                      input_scale=options.input_scale)
 
 
-@HEADS.register("text_init")
+@HEADS.register("text_init", tasks=("classification",), options=TextInitOptions)
 def build_text_init_head(backbone: nn.Module, num_classes: int, class_names: Sequence[str] | None = None,
-                         templates: str | Sequence[str] = "simple", logit_scale: float | str | None = None,
-                         learn_scale: bool = True) -> TextInitHead:
+                         options: TextInitOptions | None = None) -> TextInitHead:
     """Zero-shot classifier from the class names' prompt embeddings.
 
     ``logit_scale``: ``None`` = ``ln(1/0.07)``; ``"backbone"`` = the backbone's own learned scale (falls
     back to ``ln(1/0.07)`` when it has none); or a number (log inverse temperature).
     """
+    options = options or TextInitOptions()
+    templates, logit_scale = options.templates, options.logit_scale
     names = list(class_names or [])
     if len(names) != int(num_classes):
         raise ValueError(f"head 'text_init' got {len(names)} class names for num_classes={num_classes}; the "
@@ -155,5 +173,5 @@ def build_text_init_head(backbone: nn.Module, num_classes: int, class_names: Seq
         logit_scale = _backbone_logit_scale(backbone)
     scale = DEFAULT_LOGIT_SCALE if logit_scale is None else float(logit_scale)
     weight = text_classifier_weights(backbone, names, templates)
-    return TextInitHead(weight=weight, logit_scale=scale, learn_scale=learn_scale, backbone=backbone,
+    return TextInitHead(weight=weight, logit_scale=scale, learn_scale=options.learn_scale, backbone=backbone,
                         templates=templates)

@@ -9,6 +9,7 @@ initialised to the identity so training starts from the backbone's zero-shot ali
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..registry import HEADS
 
-__all__ = ["ContrastiveHead", "build_contrastive_head"]
+__all__ = ["ContrastiveHead", "ContrastiveOptions", "build_contrastive_head"]
 
 DEFAULT_LOGIT_SCALE = math.log(1 / 0.07)
 
@@ -45,14 +46,22 @@ class ContrastiveHead(nn.Module):
         return emb if self.text_proj is None else F.normalize(self.text_proj(emb), dim=-1)
 
 
-@HEADS.register("contrastive")
-def build_contrastive_head(backbone: nn.Module, projection: bool = False, learn_scale: bool = True,
-                           logit_scale: float | None = None) -> ContrastiveHead:
+@dataclass
+class ContrastiveOptions:
+    projection: bool = False  # add one D x D map per modality, initialised to the identity
+    learn_scale: bool = True  # train logit_scale (false keeps the temperature fixed)
+    logit_scale: float | None = None  # log inverse temperature; null = the backbone's own, else ln(1/0.07)
+
+
+@HEADS.register("contrastive", tasks=("retrieval",), options=ContrastiveOptions)
+def build_contrastive_head(backbone: nn.Module, options: ContrastiveOptions | None = None) -> ContrastiveHead:
     """Head for ``backbone`` (needs a joint space: ``embed_dim`` set and a text tower).
 
     ``logit_scale`` (log inverse temperature) defaults to the backbone's ``logit_scale`` (or its wrapped
     open_clip model's) if it has one, else ``ln(1/0.07)``.
     """
+    options = options or ContrastiveOptions()
+    logit_scale = options.logit_scale
     embed_dim = getattr(backbone, "embed_dim", None)
     if not embed_dim or not getattr(backbone, "has_text", False):
         raise ConfigError(f"head 'contrastive' needs a backbone with a text tower and joint space; "
@@ -63,5 +72,5 @@ def build_contrastive_head(backbone: nn.Module, projection: bool = False, learn_
         if own is None:  # open_clip wrappers keep the CLIP model (and its scale) as `.model`
             own = getattr(getattr(backbone, "model", None), "logit_scale", None)
         logit_scale = float(own.detach()) if isinstance(own, torch.Tensor) else DEFAULT_LOGIT_SCALE
-    return ContrastiveHead(embed_dim=int(embed_dim), logit_scale=logit_scale, projection=projection,
-                           learn_scale=learn_scale)
+    return ContrastiveHead(embed_dim=int(embed_dim), logit_scale=logit_scale, projection=options.projection,
+                           learn_scale=options.learn_scale)

@@ -19,9 +19,11 @@ see `umgkit.heads._rcnn_predictors`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -46,9 +48,10 @@ from ._rcnn_predictors import (
     TextBoxPredictor,
     TextClassifier,
 )
-from .segmentation import DEFAULT_TEMPLATES, encode_class_names
+from .segmentation import DEFAULT_TEMPLATES, TextClassifierOptions, encode_class_names
 
-__all__ = ["RCNNHead", "build_vitdet_rcnn", "DETECTION_CLASSIFIERS"]
+__all__ = ["RCNNHead", "RCNNOptions", "RPNOptions", "RoIOptions", "build_vitdet_rcnn",
+           "DETECTION_CLASSIFIERS"]
 
 DETECTION_CLASSIFIERS = ("learned", "open_vocab", "region_embed")
 _ROI_LEVELS = ["p2", "p3", "p4", "p5"]  # ViTDet pools RoIs from p2-p5; p6 only feeds the RPN
@@ -202,38 +205,63 @@ class RCNNHead(nn.Module):
         return detections
 
 
-@HEADS.register("vitdet_rcnn", options=(
-    "templates", "pyramid_channels", "anchor_sizes", "aspect_ratios", "representation_size", "mask_channels",
-    "mask_layers", "rpn_batch_size", "roi_batch_size", "rpn_pre_nms_top_n", "rpn_post_nms_top_n",
-    "score_thresh", "nms_thresh", "detections_per_img", "sampling_ratio", "size_divisible", "logit_scale",
-    "learn_scale"))
+@dataclass
+class RPNOptions:
+    """Anchors and proposals (torchvision's RegionProposalNetwork)."""
+
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)  # pixels, one per level: 4 (p2-p5) or 5 (p2-p6)
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # anchor height / width ratios at every level
+    rpn_batch_size: int = 256  # anchors sampled per image for the RPN losses
+    rpn_pre_nms_top_n: tuple[int, int] = (2000, 1000)  # proposals kept before NMS, [train, test]
+    rpn_post_nms_top_n: tuple[int, int] = (2000, 1000)  # proposals kept after NMS, [train, test]
+
+
+@dataclass
+class RoIOptions:
+    """Box and mask branches on the proposals (torchvision's RoIHeads)."""
+
+    representation_size: int = 1024  # width of the two-layer box head
+    roi_batch_size: int = 512  # proposals sampled per image for the box losses
+    sampling_ratio: int = 2  # RoIAlign samples per bin side (2, as torchvision's R-CNNs)
+    score_thresh: float = 0.05  # detections scoring lower are dropped
+    nms_thresh: float = 0.5  # IoU of the per-class NMS on the detections
+    detections_per_img: int = 100  # most detections kept per image
+    mask_channels: int = 256  # channels of the mask branch (task_options.masks adds it)
+    mask_layers: int = 4  # 3x3 convs of the mask branch
+
+
+@dataclass
+class RCNNOptions(RoIOptions, RPNOptions, TextClassifierOptions):
+    """Every option of `build_vitdet_rcnn`: the classifier's, the RPN's and the RoI heads'."""
+
+    classifier: str = "learned"  # "learned", "open_vocab" (RoI features) or "region_embed" (embed_regions)
+    pyramid_channels: int = 256  # channels of the learned simple feature pyramid (p2-p6)
+    size_divisible: int = 32  # a batch is zero-padded to sides divisible by this
+
+
+@HEADS.register("vitdet_rcnn", tasks=("detection",), options=RCNNOptions)
 def build_vitdet_rcnn(backbone: nn.Module, num_classes: int | None = None,
-                      class_names: Sequence[str] | None = None, classifier: str = "learned",
-                      masks: bool = False, **options) -> RCNNHead:
+                      class_names: Sequence[str] | None = None, masks: bool = False,
+                      options: RCNNOptions | None = None) -> RCNNHead:
     """ViTDet Faster R-CNN (``masks=True``: Mask R-CNN) on a learned simple feature pyramid.
 
-    Options: ``classifier`` (learned | open_vocab | region_embed), ``pyramid_channels`` (256),
-    ``anchor_sizes`` (4 or 5 pixel sizes, one per level; [32, 64, 128, 256, 512]), ``aspect_ratios``,
-    ``representation_size`` (1024), ``mask_channels`` (256), ``mask_layers`` (4 convs),
-    ``rpn_batch_size`` (256), ``roi_batch_size`` (512), ``rpn_pre_nms_top_n`` / ``rpn_post_nms_top_n``
-    ([train, test]), ``score_thresh`` (0.05), ``nms_thresh`` (0.5), ``detections_per_img`` (100),
-    ``sampling_ratio`` (RoIAlign samples per bin side, 2 as torchvision's R-CNNs), ``templates``,
-    ``logit_scale``, ``learn_scale``.
+    The task passes ``num_classes``, ``class_names`` and ``masks`` (``task_options.masks``);
+    ``model.head_options`` become ``options``.
 
     Example:
         >>> from umgkit.backbones import create_backbone
         >>> bb = create_backbone("umg:tiny")
-        >>> head = build_vitdet_rcnn(bb, num_classes=3, pyramid_channels=32, anchor_sizes=[8, 16, 32, 64],
-        ...                          representation_size=64).eval()
+        >>> small = RCNNOptions(pyramid_channels=32, anchor_sizes=(8, 16, 32, 64), representation_size=64)
+        >>> head = build_vitdet_rcnn(bb, num_classes=3, options=small).eval()
         >>> batch = head.batch(torch.zeros(1, 3, 64, 64))
         >>> sorted(head(bb.dense(batch.tensors), batch)[0])
         ['boxes', 'labels', 'scores']
     """
+    options = options or RCNNOptions()
     has_text = getattr(backbone, "has_text", False)
-    open_vocab = classifier != "learned" and has_text
+    open_vocab = options.classifier != "learned" and has_text
     return RCNNHead(width=backbone.width, patch_size=backbone.patch_size, num_classes=num_classes,
-                    class_names=class_names, classifier=classifier, masks=masks,
-                    embed_dim=getattr(backbone, "embed_dim", None),
+                    class_names=class_names, masks=masks, embed_dim=getattr(backbone, "embed_dim", None),
                     text_encoder=backbone.encode_text if open_vocab else None,
                     embed_regions=backbone.embed_regions if open_vocab else None,
-                    make_neck=getattr(backbone, "make_neck", None), **options)
+                    make_neck=getattr(backbone, "make_neck", None), **dataclasses.asdict(options))

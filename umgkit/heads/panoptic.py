@@ -2,7 +2,7 @@
 
 ``head(fmap)`` takes the backbone's ``dense`` map ``(B, width, h, w)`` (stride ``patch_size``); a trainable
 `SimpleFeaturePyramid` (owned by the head, like the semantic heads') makes strides 4..32, transformers'
-pixel decoder and masked-attention decoder (see `umgkit.heads._mask2former`) turn ``num_queries`` learned
+pixel decoder and masked-attention decoder (see `umgkit.heads.mask2former`) turn ``num_queries`` learned
 queries into one mask and one class distribution each. Output::
 
     {"pred_logits": (B, Q, K + 1),       # last column = "no object"
@@ -18,8 +18,10 @@ so `set_class_names` can swap the class set after training.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -29,10 +31,10 @@ from ..backbones.pyramid import SimpleFeaturePyramid
 from ..errors import ConfigError
 from ..registry import HEADS
 from ._decoders import LEVELS
-from ._mask2former import Mask2FormerCore, mask2former_config
-from .segmentation import DEFAULT_TEMPLATES, SemanticHead
+from .mask2former import Mask2FormerCore, mask2former_config
+from .segmentation import DEFAULT_TEMPLATES, SemanticHead, TextClassifierOptions
 
-__all__ = ["Mask2FormerHead", "build_mask2former"]
+__all__ = ["Mask2FormerHead", "Mask2FormerOptions", "build_mask2former"]
 
 CLASSIFIERS = ("learned", "open_vocab")
 
@@ -117,32 +119,42 @@ class Mask2FormerHead(nn.Module):
         return {"pred_logits": logits[-1], "pred_masks": masks[-1], "aux": aux}
 
 
-@HEADS.register("mask2former", options=(
-    "templates", "logit_scale", "learn_scale", "hidden_dim", "num_queries", "decoder_layers",
-    "encoder_layers", "num_heads", "dim_feedforward", "encoder_feedforward_dim"))
+@dataclass
+class Mask2FormerOptions(TextClassifierOptions):
+    """Mask2Former's defaults; the classifier options come from `TextClassifierOptions`."""
+
+    hidden_dim: int = 256  # width of the pyramid, pixel decoder and queries (a multiple of 32)
+    num_queries: int = 100  # learned queries = most segments per image
+    decoder_layers: int = 10  # predictions of the masked-attention decoder (10 = 9 layers + the first)
+    encoder_layers: int = 6  # deformable-attention layers of the pixel decoder
+    num_heads: int = 8  # attention heads in the pixel and query decoders
+    dim_feedforward: int = 2048  # feed-forward width of the query decoder
+    encoder_feedforward_dim: int = 1024  # feed-forward width of the pixel decoder
+
+
+@HEADS.register("mask2former", tasks=("panoptic",), options=Mask2FormerOptions)
 def build_mask2former(backbone: nn.Module, num_classes: int | None = None,
-                      class_names: Sequence[str] | None = None, classifier: str = "learned",
-                      **options) -> Mask2FormerHead:
+                      class_names: Sequence[str] | None = None,
+                      options: Mask2FormerOptions | None = None) -> Mask2FormerHead:
     """Mask2Former head on a learned simple feature pyramid; classifier learned or open_vocab.
 
-    Options (Mask2Former's defaults): ``hidden_dim`` (256), ``num_queries`` (100), ``decoder_layers``
-    (10 predictions = 9 masked-attention layers), ``encoder_layers`` (6), ``num_heads`` (8),
-    ``dim_feedforward`` (2048), ``encoder_feedforward_dim`` (1024), ``templates``, ``logit_scale``,
-    ``learn_scale``. The task passes ``num_classes`` and ``class_names``.
+    The task passes ``num_classes`` and ``class_names``; ``model.head_options`` become ``options``.
 
     Example:
         >>> from umgkit.backbones import create_backbone
         >>> bb = create_backbone("umg:tiny")
-        >>> head = build_mask2former(bb, num_classes=5, hidden_dim=64, num_queries=10, decoder_layers=3,
-        ...                          encoder_layers=1, num_heads=4, dim_feedforward=128)
+        >>> small = Mask2FormerOptions(hidden_dim=64, num_queries=10, decoder_layers=3, encoder_layers=1,
+        ...                            num_heads=4, dim_feedforward=128)
+        >>> head = build_mask2former(bb, num_classes=5, options=small)
         >>> out = head(bb.dense(torch.zeros(1, 3, 64, 64)))
         >>> tuple(out["pred_logits"].shape), tuple(out["pred_masks"].shape), len(out["aux"])
         ((1, 10, 6), (1, 10, 16, 16), 2)
     """
+    options = options or Mask2FormerOptions()
     text_encoder = None
-    if classifier == "open_vocab" and getattr(backbone, "has_text", False):
+    if options.classifier == "open_vocab" and getattr(backbone, "has_text", False):
         text_encoder = backbone.encode_text
     return Mask2FormerHead(width=backbone.width, patch_size=backbone.patch_size, num_classes=num_classes,
-                           class_names=class_names, classifier=classifier,
-                           embed_dim=getattr(backbone, "embed_dim", None), text_encoder=text_encoder,
-                           make_neck=getattr(backbone, "make_neck", None), **options)
+                           class_names=class_names, embed_dim=getattr(backbone, "embed_dim", None),
+                           text_encoder=text_encoder, make_neck=getattr(backbone, "make_neck", None),
+                           **dataclasses.asdict(options))

@@ -19,8 +19,10 @@ Classifiers:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,11 +33,28 @@ from ..errors import ConfigError
 from ..registry import HEADS
 from ._decoders import FPNDecoder, UperDecoder
 
-__all__ = ["SemanticHead", "DEFAULT_TEMPLATES", "build_semantic_fpn", "build_semantic_uper",
-           "encode_class_names"]
+__all__ = ["SemanticHead", "SemanticOptions", "TextClassifierOptions", "DEFAULT_TEMPLATES",
+           "build_semantic_fpn", "build_semantic_uper", "encode_class_names"]
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 CLASSIFIERS = ("learned", "open_vocab")
+
+
+@dataclass
+class TextClassifierOptions:
+    """Options of the open-vocabulary classifiers, shared by the semantic, panoptic and detection heads."""
+
+    classifier: str = "learned"  # "learned" (fixed class set) or "open_vocab" (cosine to class-name text)
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES  # open_vocab: prompts with {} for the class name, averaged
+    logit_scale: float = math.log(1 / 0.07)  # open_vocab: initial log inverse temperature of the cosine
+    learn_scale: bool = True  # open_vocab: train logit_scale (false keeps it fixed)
+
+
+@dataclass
+class SemanticOptions(TextClassifierOptions):
+    pyramid_channels: int = 256  # channels of the learned simple feature pyramid (strides 4-32)
+    channels: int = 128  # channels of the decoder (FPN / UperNet)
+    dropout: float = 0.1  # Dropout2d before the classifier; 0 = none
 
 
 @torch.no_grad()
@@ -136,41 +155,40 @@ class SemanticHead(nn.Module):
 
 
 def _build(backbone: nn.Module, decoder: str, num_classes: int | None, class_names: Sequence[str] | None,
-           classifier: str, **options) -> SemanticHead:
+           options: SemanticOptions | None) -> SemanticHead:
+    """The one place `SemanticOptions` become `SemanticHead` arguments (both decoders)."""
+    options = options or SemanticOptions()
     text_encoder = None
-    if classifier == "open_vocab" and getattr(backbone, "has_text", False):
+    if options.classifier == "open_vocab" and getattr(backbone, "has_text", False):
         text_encoder = backbone.encode_text
     return SemanticHead(width=backbone.width, patch_size=backbone.patch_size, decoder=decoder,
-                        num_classes=num_classes, classifier=classifier, class_names=class_names,
+                        num_classes=num_classes, class_names=class_names,
                         embed_dim=getattr(backbone, "embed_dim", None), text_encoder=text_encoder,
-                        make_neck=getattr(backbone, "make_neck", None), **options)
+                        make_neck=getattr(backbone, "make_neck", None), **dataclasses.asdict(options))
 
 
-SEMANTIC_OPTIONS = ("pyramid_channels", "channels", "dropout", "templates", "logit_scale", "learn_scale")
-
-
-@HEADS.register("semantic_fpn", options=SEMANTIC_OPTIONS)
+@HEADS.register("semantic_fpn", tasks=("semantic",), options=SemanticOptions)
 def build_semantic_fpn(backbone: nn.Module, num_classes: int | None = None,
-                       class_names: Sequence[str] | None = None, classifier: str = "learned",
-                       **options) -> SemanticHead:
+                       class_names: Sequence[str] | None = None,
+                       options: SemanticOptions | None = None) -> SemanticHead:
     """Semantic FPN on a learned simple feature pyramid; classifier learned or open_vocab.
 
-    Options: ``pyramid_channels`` (256), ``channels`` (128), ``dropout`` (0.1), ``templates``,
-    ``logit_scale``, ``learn_scale``. The task passes ``num_classes`` and ``class_names``.
+    The task passes ``num_classes`` and ``class_names``; ``model.head_options`` become ``options``.
 
     Example:
         >>> from umgkit.backbones import create_backbone
         >>> bb = create_backbone("umg:tiny")
-        >>> head = build_semantic_fpn(bb, num_classes=5, pyramid_channels=32, channels=32)
+        >>> head = build_semantic_fpn(bb, num_classes=5, options=SemanticOptions(pyramid_channels=32,
+        ...                                                                       channels=32))
         >>> tuple(head(bb.dense(torch.zeros(1, 3, 64, 64))).shape)  # stride 4
         (1, 5, 16, 16)
     """
-    return _build(backbone, "fpn", num_classes, class_names, classifier, **options)
+    return _build(backbone, "fpn", num_classes, class_names, options)
 
 
-@HEADS.register("semantic_uper", options=SEMANTIC_OPTIONS)
+@HEADS.register("semantic_uper", tasks=("semantic",), options=SemanticOptions)
 def build_semantic_uper(backbone: nn.Module, num_classes: int | None = None,
-                        class_names: Sequence[str] | None = None, classifier: str = "learned",
-                        **options) -> SemanticHead:
+                        class_names: Sequence[str] | None = None,
+                        options: SemanticOptions | None = None) -> SemanticHead:
     """UperNet (PPM + FPN, concatenated at stride 4) on a learned simple feature pyramid."""
-    return _build(backbone, "uper", num_classes, class_names, classifier, **options)
+    return _build(backbone, "uper", num_classes, class_names, options)

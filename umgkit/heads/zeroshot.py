@@ -9,6 +9,7 @@ up-samples them). With a pretrained ``umg:`` backbone this names "where is X" fo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -17,7 +18,7 @@ from ..registry import HEADS
 from .classification import DEFAULT_LOGIT_SCALE
 from .segmentation import encode_class_names
 
-__all__ = ["PixelTextHead", "build_pixel_text_head"]
+__all__ = ["PixelTextHead", "PixelTextOptions", "build_pixel_text_head"]
 
 
 class PixelTextHead(nn.Module):
@@ -56,15 +57,23 @@ class PixelTextHead(nn.Module):
         return torch.exp(torch.tensor(self.scale)) * torch.einsum("bdhw,kd->bkhw", pixels, text)
 
 
-@HEADS.register("pixel_text")
+@dataclass
+class PixelTextOptions:
+    templates: tuple[str, ...] = ("a photo of a {}.",)  # prompts with {} for the class name, averaged
+    logit_scale: float = DEFAULT_LOGIT_SCALE  # log inverse temperature of the cosine logits
+
+
+@HEADS.register("pixel_text", tasks=("semantic",), options=PixelTextOptions)
 def build_pixel_text_head(backbone: nn.Module, num_classes: int | None = None,
                           class_names: Sequence[str] | None = None,
-                          templates: Sequence[str] = ("a photo of a {}.",),
-                          logit_scale: float = DEFAULT_LOGIT_SCALE) -> PixelTextHead:
-    """Zero-shot segmentation: text-aligned pixel embeddings vs the class names' prompt embeddings; nothing
-    trains. Options ``templates`` (prompts with ``{}``), ``logit_scale`` (log inverse temperature)."""
+                          options: PixelTextOptions | None = None) -> PixelTextHead:
+    """Zero-shot segmentation by cosine to class-name text embeddings; nothing trains.
+
+    The backbone's text-aligned pixel embeddings are scored against the class names' prompt embeddings.
+    """
+    options = options or PixelTextOptions()
     if not class_names:
         raise ValueError("head 'pixel_text' needs class names (the task passes the dataset's; predict takes "
                          "--classes).")
-    return PixelTextHead(backbone=backbone, class_names=class_names, templates=templates,
-                         logit_scale=logit_scale)
+    return PixelTextHead(backbone=backbone, class_names=class_names, templates=options.templates,
+                         logit_scale=options.logit_scale)

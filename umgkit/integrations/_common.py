@@ -3,13 +3,12 @@
 - `AdaptedPyramid`: a umgkit backbone with an adapter applied, a trainable ViTDet simple feature pyramid
   (``p2..p5``) and optionally ``p6`` (a stride-2 max-pool of ``p5``, as ViTDet / FPN add it), behind an
   input re-normalisation that lets the framework normalise pixels its own way.
-- `save_trainable` / `load_trainable`: umgkit's checkpoint format restricted to trainable parameters
-  (adapter + neck + heads), the same directory layout as `umgkit.engine.checkpoint`.
+
+Their checkpoints are written and read by `umgkit.integrations._checkpoint` (the engine's layout).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -18,19 +17,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .._io import atomic_write, atomic_write_text
 from ..adapters import apply_adapter, save_adapter
 from ..backbones import SimpleFeaturePyramid, create_backbone
-from ..engine.checkpoint import COMPLETE_MARKER, copy_trainable_tensors, trainable_state_dict
 
-__all__ = ["AdaptedPyramid", "InputRenormalizer", "save_trainable", "load_trainable", "pyramid_strides",
-           "TRAINABLE_NAME", "MODEL_INFO_NAME"]
+__all__ = ["AdaptedPyramid", "InputRenormalizer", "pyramid_strides"]
 
-TRAINABLE_NAME = "trainable.safetensors"
-MODEL_INFO_NAME = "umgkit_model.json"
 _STRIDES = {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
 
 
@@ -126,38 +119,3 @@ class AdaptedPyramid(nn.Module):
     def export_adapter(self, directory: str | os.PathLike) -> Path:
         """Write the adapter alone (``save_adapter`` format) so a plain umgkit backbone can load it."""
         return save_adapter(self.backbone, self.adapter, directory)
-
-
-def save_trainable(model: nn.Module, directory: str | os.PathLike, *, step: int,
-                   info: Mapping[str, Any] | None = None) -> Path:
-    """Write ``model``'s trainable parameters (and nothing else) into ``directory`` (created).
-
-    Files, as in `umgkit.engine.checkpoint`: ``trainable.safetensors`` (names as in ``model``),
-    ``trainer_state.json`` (``{"step"}``), ``umgkit_model.json`` (``info``: backbone, adapter, ...) and the
-    ``complete`` marker written last, so `umgkit.engine.checkpoint.latest_checkpoint` finds it.
-    """
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    marker = out / COMPLETE_MARKER
-    if marker.exists():  # re-saving a step: never leave an old marker beside new partial files
-        marker.unlink()
-    tensors = trainable_state_dict(model)
-    if not tensors:
-        raise ValueError("save_trainable: the model has no trainable parameters; nothing to save.")
-    atomic_write(out / TRAINABLE_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    atomic_write_text(out / "trainer_state.json", json.dumps({"step": int(step)}))
-    atomic_write_text(out / MODEL_INFO_NAME, json.dumps(dict(info or {}), indent=2, sort_keys=True))
-    atomic_write_text(marker, json.dumps({"step": int(step)}))
-    return out
-
-
-def load_trainable(model: nn.Module, directory: str | os.PathLike) -> dict[str, Any]:
-    """Copy the tensors `save_trainable` wrote into ``model``'s trainable parameters; returns the
-    trainer state (``{"step"}``). Names and shapes must match exactly."""
-    src = Path(directory)
-    if not (src / COMPLETE_MARKER).is_file():
-        raise FileNotFoundError(f"{src} is not a complete umgkit checkpoint (no '{COMPLETE_MARKER}' "
-                                "marker); pick a step_* directory written by save_trainable.")
-    tensors = load_file(str(src / TRAINABLE_NAME))
-    copy_trainable_tensors(model, tensors, src / TRAINABLE_NAME)
-    return json.loads((src / "trainer_state.json").read_text(encoding="utf-8"))

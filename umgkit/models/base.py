@@ -3,6 +3,11 @@
 A model keeps its `Adapter` handle, class names, preprocessing and the run config it was built from, so
 it can be saved as a model folder, evaluated, or run on new images without its training data. Subclasses
 (one per task) add the forward pass and the task's inference (sliding windows, panoptic merging, ...).
+
+A subclass is the task's entry in `umgkit.registry.MODELS` (register the class itself): `build_model` calls
+its `from_config`, the `Predictor` its `predict`, which returns its `prediction` type, and ``umgkit predict``
+writes those with that type's `writer`. The built-in tasks use exactly this; a task registered from user
+code works in every command the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from torch import nn
 
 from ..config import Option
 from ..errors import ModelError
+from .inputs import PredictInput, PredictRequest
 from .preprocess import Preprocess
+from .results import Prediction
 
 __all__ = ["TaskModel", "OPEN_VOCAB_KINDS", "inference_options"]
 
@@ -37,8 +44,14 @@ class TaskModel(nn.Module):
     are per-class metadata the predictions are written with; both follow `set_class_names`.
     """
 
-    task: ClassVar[str] = ""
+    task: ClassVar[str] = ""  # the name it is registered under in MODELS (and the run config's ``task``)
+    # The task whose heads it takes (HEADS declare tasks): a subclass registered as a new task keeps its
+    # base's heads. Empty: its own ``task``.
+    head_task: ClassVar[str] = ""
     inference_defaults: ClassVar[Mapping[str, Option]] = {}  # the task's INFERENCE_OPTIONS
+    prediction: ClassVar[type[Prediction]] = Prediction  # what `predict` returns, one per image
+    takes_texts: ClassVar[bool] = False  # predictions rank query texts (Predictor(texts=...) required)
+    pipeline_tag: ClassVar[str] = "image-feature-extraction"  # Hugging Face pipeline tag of the model card
 
     def __init__(self, backbone: nn.Module, head: nn.Module, *, preprocess: Preprocess | None = None,
                  class_names: Sequence[str] = (), adapter: Any = None, config: Any = None,
@@ -54,6 +67,24 @@ class TaskModel(nn.Module):
         self.class_names = list(class_names)
         self.thing_classes = None if thing_classes is None else [bool(t) for t in thing_classes]
         self.category_ids = None if category_ids is None else [int(c) for c in category_ids]
+
+    @classmethod
+    def from_config(cls, cfg: Any, class_names: Sequence[str] | None = None, *,
+                    thing_classes: Sequence[bool] | None = None,
+                    category_ids: Sequence[int] | None = None) -> TaskModel:
+        """The model of ``cfg`` (a RunConfig) for ``class_names``, reading no dataset; `build_model` calls
+        it with the weights' random generator seeded from ``cfg.seed``."""
+        raise NotImplementedError(f"{cls.__name__} is registered in MODELS but defines no from_config; "
+                                  "build the backbone with umgkit.models.build_backbone and return cls(...).")
+
+    def start_predict(self, request: PredictRequest) -> None:
+        """Called once per Predictor call before the first batch; store what every batch reuses (e.g. the
+        query texts' embeddings) in ``request.state``."""
+
+    def predict(self, batch: list[PredictInput], request: PredictRequest) -> list[Prediction]:
+        """One `prediction` per input of ``batch``, in order (no gradients are recorded here)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot predict: define predict(batch, request) "
+                                  f"returning one {self.prediction.__name__} per input.")
 
     def option(self, name: str) -> Any:
         """The inference option ``name`` from the preprocessing, else its declared default."""

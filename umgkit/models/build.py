@@ -1,4 +1,5 @@
-"""`build_model`: backbone + adapter + head from a run config and a class list, reading no dataset.
+"""`build_model`: the model class that ``cfg.task`` registered in `MODELS`, built from a run config and a
+class list, reading no dataset.
 
 Example:
     >>> from umgkit.config import config_from_dict
@@ -15,58 +16,49 @@ from collections.abc import Sequence
 
 import torch
 
-from .. import heads  # noqa: F401  registers the heads the model builders name
-from ..adapters import Adapter
-from ..backbones import Backbone
-from ..config import ConfigError, ModelConfig, RunConfig
-from ..errors import WeightsError, at_key
-from ..registry import ADAPTERS, BACKBONES, MODELS
+from ..config import ConfigError, RunConfig
+from ..registry import MODELS
 from .base import TaskModel
+from .parts import build_backbone
 
-__all__ = ["build_backbone", "build_model"]
+__all__ = ["build_backbone", "build_model", "model_class"]
 
 
-def build_backbone(model: ModelConfig) -> tuple[Backbone, Adapter]:
-    """The frozen backbone named by ``model.backbone`` with ``model.adapter`` applied in place."""
-    with at_key("model.pretrained" if model.pretrained else "model.backbone", WeightsError):
-        backbone = BACKBONES.create(model.backbone, pretrained=model.pretrained)
-    if model.dense != "project":
-        backbone.set_dense_path(model.dense)
-    adapter = ADAPTERS.create(model.adapter, model.adapter_options)
-    with at_key("model.adapter"):
-        adapter.apply(backbone)
-    if model.grad_checkpointing:
-        backbone.set_grad_checkpointing(True)
-    return backbone, adapter
+def model_class(task: str) -> type[TaskModel]:
+    """The `TaskModel` subclass registered in `MODELS` under ``task``.
+
+    The built-in models register when `umgkit.models` is imported (this module is part of it); a task from
+    user code registers when its module is imported (docs/extending.md).
+    """
+    if task not in MODELS:
+        raise ConfigError(
+            f"task {task!r} has no model class registered in umgkit.registry.MODELS (registered: "
+            f"{', '.join(MODELS.names())}). A task of your own registers its TaskModel subclass with "
+            "@MODELS.register(name) in a module that must be imported first: import it (Python), or declare "
+            "it as an 'umgkit.plugins' entry point for the umgkit command (docs/extending.md).", key="task")
+    cls = MODELS.get(task)
+    if not (isinstance(cls, type) and issubclass(cls, TaskModel)) or cls.task != task:
+        found = f"class {cls.__name__} with task = {cls.task!r}" if isinstance(cls, type) else repr(cls)
+        raise TypeError(f"MODELS[{task!r}] must be a TaskModel subclass whose `task` is {task!r}; found "
+                        f"{found}. Register the class itself and set task = {task!r} on it.")
+    return cls
 
 
 def build_model(cfg: RunConfig, class_names: Sequence[str] | None = None, *,
                 thing_classes: Sequence[bool] | None = None,
                 category_ids: Sequence[int] | None = None) -> TaskModel:
-    """The ``cfg.task`` model from ``cfg.model`` (+ the task's preprocessing and inference options).
+    """The ``cfg.task`` model (`model_class`) from ``cfg.model`` (+ the task's preprocessing and inference
+    options), through the class's ``from_config``.
 
     Weights that are not loaded from a file (heads, adapters, un-pretrained backbones) are drawn from
     ``torch.manual_seed(cfg.seed)`` with the global generator left untouched, so building twice from the
     same config gives the same model: a model folder stores trainable weights only and rebuilds the rest.
     ``class_names`` is required by tasks with classes (all but retrieval).
     """
-    from . import classification, detection, panoptic, retrieval, semantic  # noqa: F401  register builders
-
-    if cfg.task not in MODELS:
-        raise ConfigError(f"task {cfg.task!r} has no model that build_model can make; models exist for "
-                          f"{', '.join(MODELS.names())}.")
+    cls = model_class(cfg.task)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         names = None if class_names is None else list(class_names)
-        model = MODELS.build(cfg.task, cfg=cfg, class_names=names, thing_classes=thing_classes,
-                             category_ids=category_ids)
+        model = cls.from_config(cfg, names, thing_classes=thing_classes, category_ids=category_ids)
     model.config = cfg
     return model
-
-
-def require_class_names(task: str, class_names: Sequence[str] | None) -> list[str]:
-    if not class_names:
-        raise ConfigError(f"a {task} model needs class names: pass class_names=[...] (Python), --classes / "
-                          f"--classes-file (umgkit predict), or data.class_names=<file> in the config.")
-    return [str(n) for n in class_names]
-

@@ -25,7 +25,7 @@ def model_card(folder: str | Path) -> str:
     header = {"library_name": "umgkit",
               "tags": ["umgkit", task, f"adapter:{adapter.get('method', 'none')}",
                        "parameter-efficient-tuning"],
-              "pipeline_tag": _PIPELINE_TAGS.get(task, "image-feature-extraction"),
+              "pipeline_tag": info.get("pipeline_tag") or "image-feature-extraction",
               "metrics": sorted(headline)}
     lines = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "",
              f"# umgkit {task} model", "",
@@ -72,7 +72,3 @@ def model_card(folder: str | Path) -> str:
 def write_model_card(folder: str | Path) -> Path:
     return atomic_write_text(Path(folder) / "README.md", model_card(folder))
 
-
-_PIPELINE_TAGS = {"classification": "image-classification", "retrieval": "zero-shot-image-classification",
-                  "semantic": "image-segmentation", "panoptic": "image-segmentation",
-                  "detection": "object-detection"}

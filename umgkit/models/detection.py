@@ -3,15 +3,18 @@ labels and, with a mask branch, per-instance mask probabilities."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..config import Option, RunConfig
-from ..registry import HEADS, MODELS
-from .base import TaskModel, inference_options
-from .build import build_backbone, require_class_names
-from .preprocess import Preprocess
+from ..registry import MODELS
+from .base import TaskModel
+from .inputs import PredictInput, PredictRequest, same_size_groups, stack_images
+from .parts import build_dense_model
+from .results import DetectionPrediction
 
-__all__ = ["INFERENCE_OPTIONS", "DetectionModel", "build_detection_model"]
+__all__ = ["INFERENCE_OPTIONS", "DetectionModel"]
 
 INFERENCE_OPTIONS = {
     "masks": Option(False, "train and evaluate the mask branch (Mask R-CNN; mask AP as mask_*)"),
@@ -22,13 +25,28 @@ INFERENCE_OPTIONS = {
 }
 
 
+@MODELS.register("detection", doc="detection (+ instance masks): COCO results JSON")
 class DetectionModel(TaskModel):
     """``forward(images, targets=None, original_sizes=None)``: images ``(B, 3, H, W)`` or a list of
     ``(3, H_i, W_i)``; the loss dict in training mode, per-image detections (``boxes``, ``scores``,
     ``labels``, [``masks`` (N, 1, H, W) probabilities]) at ``original_sizes`` in eval mode."""
 
     task = "detection"
+    head_task = "detection"
     inference_defaults = INFERENCE_OPTIONS
+    prediction = DetectionPrediction
+    pipeline_tag = "object-detection"
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig, class_names: Sequence[str] | None = None, *,
+                    category_ids: Sequence[int] | None = None, **_: object) -> DetectionModel:
+        """Backbone + adapter + ``model.head`` (default ``vitdet_rcnn``) for boxes and instance masks.
+
+        ``task_options.masks`` adds the mask branch; ``category_ids`` (COCO ids per label) default to 1..K."""
+        count = len(class_names or [])
+        ids = list(category_ids) if category_ids is not None else list(range(1, count + 1))
+        return build_dense_model(cls, cfg, class_names, default_head="vitdet_rcnn", category_ids=ids,
+                                 head_arguments=lambda opts: {"masks": bool(opts["masks"])})
 
     def forward(self, images, targets: list[dict] | None = None, original_sizes=None):
         batch = self.head.batch(images)
@@ -44,21 +62,17 @@ class DetectionModel(TaskModel):
             return None
         return detection["masks"][:, 0] > float(self.option("mask_threshold"))
 
-
-@MODELS.register("detection")
-def build_detection_model(cfg: RunConfig, class_names: list[str] | None, *,
-                          category_ids: list[int] | None = None, **_: object) -> DetectionModel:
-    """Backbone + adapter + ``model.head`` (default ``vitdet_rcnn``) for boxes and instance masks.
-
-    ``task_options.masks`` adds the mask branch; ``category_ids`` (COCO ids per label) default to 1..K."""
-    names = require_class_names("detection", class_names)
-    opts = inference_options(INFERENCE_OPTIONS, cfg.task_options)
-    backbone, adapter = build_backbone(cfg.model)
-    head = HEADS.create(cfg.model.head or "vitdet_rcnn", cfg.model.head_options,
-                        backbone=backbone, num_classes=len(names), class_names=names,
-                        masks=bool(opts["masks"]))
-    pre = Preprocess(cfg.data.image_size, backbone.image_mean, backbone.image_std,
-                     resize=opts["eval_resize"] or "none", inference=opts)
-    ids = list(category_ids) if category_ids is not None else list(range(1, len(names) + 1))
-    return DetectionModel(backbone, head, preprocess=pre, class_names=names, adapter=adapter,
-                          category_ids=ids)
+    def predict(self, batch: list[PredictInput], request: PredictRequest) -> list[DetectionPrediction]:
+        """Boxes, scores, labels (and masks) at each stored image's size."""
+        out = []
+        for group in same_size_groups(batch):
+            sizes = [tuple(item.rgb.shape[:2]) for item in group]
+            detections = self(stack_images(group, request.device), original_sizes=sizes)
+            for item, det in zip(group, detections, strict=True):
+                masks = self.binary_masks(det)
+                out.append(self.prediction(
+                    item.source, item.image_id, item.rgb, self.class_names, boxes=det["boxes"].cpu().numpy(),
+                    scores=det["scores"].cpu().numpy(), label_ids=det["labels"].cpu().numpy(),
+                    masks=None if masks is None else masks.cpu().numpy(),
+                    category_ids=list(self.category_ids), draw_threshold=float(self.option("vis_score"))))
+        return out

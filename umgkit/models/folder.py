@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,65 +32,15 @@ from .._io import atomic_write, atomic_write_text, file_sha256
 from .._tensors import copy_named, read_safetensors, reading_weights
 from ..errors import ConfigError, ModelError
 from .base import TaskModel
+from .source import MODEL_DIR, ModelSource, resolve_model_source
 
 __all__ = ["MODEL_DIR", "ModelSource", "resolve_model_source", "write_model_metadata", "save_model_folder",
            "load_model", "backbone_reference"]
 
-MODEL_DIR = "model"
 FORMAT = "umgkit-model/1"
 _HEAD = "head.safetensors"
 _ADAPTER = "adapter"
 _DAMAGED = "The folder is incomplete or damaged; copy it again from its run."
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model comes from: ``kind`` is model (a model folder), run (its ``model/``), checkpoint (a
-    ``step_*`` folder of a run) or config (a YAML file: a model built from the config, e.g. zero-shot)."""
-
-    kind: str
-    path: Path  # the folder or file given
-    model_dir: Path | None  # the model folder holding the metadata (None for a config)
-
-
-def resolve_model_source(path: str | os.PathLike | ModelSource) -> ModelSource:
-    """Tell a run folder, a model folder, a checkpoint folder and a config file apart; clear errors else.
-    An ``hf-hub:`` name is downloaded (or read from the cache) here; a `ModelSource` passes through, so a
-    caller that looked once never looks (or downloads) again."""
-    if isinstance(path, ModelSource):
-        return path
-    if str(path).startswith("hf-hub:"):
-        from .hub import download_model
-
-        folder = download_model(str(path))
-        return ModelSource("model", folder, folder)
-    p = Path(path).expanduser()
-    if p.is_file():
-        if p.suffix in (".yaml", ".yml"):
-            return ModelSource("config", p, None)
-        raise ModelError(f"{p} is a file but not a YAML config; give a run folder (OUTPUT_DIR of `umgkit "
-                         "train`), its model/ folder, a checkpoint folder, or a config.yaml.")
-    if not p.is_dir():
-        raise ModelError(f"{p} does not exist; give a run folder (OUTPUT_DIR of `umgkit train`), its model/ "
-                         "folder, a checkpoint folder (OUTPUT_DIR/checkpoints/step_*), or a config.yaml.")
-    if (p / "model.json").is_file():
-        return ModelSource("model", p, p)
-    if (p / "trainable.safetensors").is_file() or (p / "complete").is_file():
-        run = p.parent.parent
-        return ModelSource("checkpoint", p, _run_model_dir(run, p))
-    if (p / MODEL_DIR).is_dir() or (p / "config.yaml").is_file() or (p / "checkpoints").is_dir():
-        return ModelSource("run", p, _run_model_dir(p, p))
-    raise ModelError(f"{p} is neither a run folder (config.yaml, model/), a model folder (model.json) nor a "
-                     "checkpoint folder (trainable.safetensors); point at the OUTPUT_DIR of `umgkit train`.")
-
-
-def _run_model_dir(run: Path, given: Path) -> Path:
-    folder = run / MODEL_DIR
-    if not (folder / "model.json").is_file():
-        raise ModelError(f"{given}: the run {run} has no model folder ({folder}/model.json). Runs write it "
-                         "when `umgkit train` starts; re-run training with the current umgkit (same config, "
-                         "--resume continues from its checkpoints).")
-    return folder
 
 
 # ---------------------------------------------------------------------------------------------- saving
@@ -109,7 +58,7 @@ def write_model_metadata(model: TaskModel, directory: str | os.PathLike, *, comp
         atomic_write_text(out / "class_names.json", json.dumps(model.class_names, indent=1) + "\n")
     atomic_write_text(out / "preprocess.json", json.dumps(model.preprocess.to_dict(), indent=1) + "\n")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    info = {"format": FORMAT, "task": model.task, "complete": complete,
+    info = {"format": FORMAT, "task": model.task, "pipeline_tag": model.pipeline_tag, "complete": complete,
             "backbone": backbone_reference(model),
             "adapter": ({"method": model.adapter.method, "options": model.adapter.options}
                         if model.adapter else None),

@@ -10,56 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 from ..errors import ModelError
+from .source import (
+    HUB_PREFIX,
+    _first_line,
+    _transfer_errors,
+    download_model,
+    parse_hub_name,
+    resolve_model_source,
+)
 
 __all__ = ["HUB_PREFIX", "parse_hub_name", "download_model", "push_model"]
-
-HUB_PREFIX = "hf-hub:"
-_REPO = re.compile(r"^[\w.-]+/[\w.-]+$")
-
-
-def parse_hub_name(spec: str) -> tuple[str, str | None]:
-    """``"hf-hub:ORG/NAME@REV"`` -> ``("ORG/NAME", "REV")`` (revision None when absent)."""
-    name = spec[len(HUB_PREFIX):] if spec.startswith(HUB_PREFIX) else spec
-    repo, _, revision = name.partition("@")
-    if not _REPO.match(repo):
-        raise ModelError(f"{spec!r} is not a hub model name; write hf-hub:ORG/NAME (optionally @REVISION).")
-    return repo, revision or None
-
-
-def download_model(spec: str) -> Path:
-    """The local snapshot folder of ``hf-hub:ORG/NAME[@REV]`` (downloaded, or from the cache offline)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    from ..backbones._weights import hub_offline
-
-    repo, revision = parse_hub_name(spec)
-    offline = hub_offline()
-    try:
-        folder = Path(snapshot_download(repo_id=repo, revision=revision, local_files_only=offline))
-    except LocalEntryNotFoundError as err:
-        why, fix = (("the hub is offline (HF_HUB_OFFLINE is set)", "unset HF_HUB_OFFLINE on a machine with "
-                     "network") if offline else ("the hub could not be reached", "check the network"))
-        raise ModelError(f"{spec}: {why} and the model is not in the local Hugging Face cache; {fix}, or "
-                         "copy the model folder here and give its path.") from err
-    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
-        raise ModelError(f"{spec}: no such repository or revision on the hub ({type(err).__name__}); check "
-                         "the name, or log in (`hf auth login`) for a private one.") from err
-    except _transfer_errors() as err:
-        raise ModelError(f"{spec}: the download failed ({_first_line(err)}); check the network, or copy the "
-                         "model folder here and give its path.") from err
-    if not (folder / "model.json").is_file():
-        raise ModelError(f"{spec} is not a umgkit model (no model.json in the repository); load it with the "
-                         "library it was written for.")
-    return folder
 
 
 def push_model(source: str | os.PathLike, repo_id: str, *, private: bool = False,
@@ -70,8 +33,6 @@ def push_model(source: str | os.PathLike, repo_id: str, *, private: bool = False
     checkpoint) is refused; ``umgkit export RUN --out DIR --merge`` writes a folder that carries it.
     """
     from huggingface_hub import HfApi
-
-    from .folder import resolve_model_source
 
     parse_hub_name(repo_id)
     src = resolve_model_source(source)
@@ -103,7 +64,7 @@ def _push_token(repo_id: str, token: str | None) -> str:
     """The token to push with; an offline hub or a missing login is one error, before any request."""
     from huggingface_hub import get_token
 
-    from ..backbones._weights import hub_offline
+    from ..backbones.weights import hub_offline
 
     if hub_offline():
         raise ModelError(f"cannot push to {repo_id}: the hub is offline (HF_HUB_OFFLINE is set); unset "
@@ -113,23 +74,3 @@ def _push_token(repo_id: str, token: str | None) -> str:
         raise ModelError(f"cannot push to {repo_id}: no Hugging Face token; log in with `hf auth login` or "
                          "set HF_TOKEN to a token with write access.")
     return token
-
-
-def _transfer_errors() -> tuple[type[BaseException], ...]:
-    """What the hub client raises for network, HTTP and permission failures (huggingface_hub uses httpx or
-    its httpx2 fork; older releases used requests)."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    errors: list[type[BaseException]] = [HfHubHTTPError, OSError]  # OfflineModeIsEnabled is an OSError
-    clients = (("httpx", "HTTPError"), ("httpx2", "HTTPError"), ("requests", "RequestException"))
-    for module, name in clients:
-        try:
-            errors.append(getattr(__import__(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(errors)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__).rstrip(".")

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from ..config import Option, RunConfig
-from ..registry import HEADS, MODELS
+from ..registry import MODELS
 from ._panoptic_inference import instance_inference, panoptic_inference, semantic_inference
-from .base import TaskModel, inference_options
-from .build import build_backbone, require_class_names
-from .preprocess import Preprocess
+from .base import TaskModel
+from .inputs import PredictInput, PredictRequest
+from .parts import build_dense_model
+from .results import PanopticPrediction
 
-__all__ = ["INFERENCE_OPTIONS", "PanopticModel", "build_panoptic_model"]
+__all__ = ["INFERENCE_OPTIONS", "PanopticModel"]
 
 INFERENCE_OPTIONS = {
     "eval_resize": Option("shorter", "eval image resize: shorter (side = image_size), square, or none"),
@@ -24,11 +26,28 @@ INFERENCE_OPTIONS = {
 }
 
 
+@MODELS.register("panoptic", doc="panoptic segmentation: COCO panoptic PNGs + JSON")
 class PanopticModel(TaskModel):
     """``forward((B, 3, H, W))`` -> the head's dict (``pred_logits (B, Q, K+1)``, ``pred_masks``, ``aux``)."""
 
     task = "panoptic"
+    head_task = "panoptic"
     inference_defaults = INFERENCE_OPTIONS
+    prediction = PanopticPrediction
+    pipeline_tag = "image-segmentation"
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig, class_names: Sequence[str] | None = None, *,
+                    thing_classes: Sequence[bool] | None = None, category_ids: Sequence[int] | None = None,
+                    **_: object) -> PanopticModel:
+        """Backbone + adapter + ``model.head`` (default ``mask2former``) for panoptic segments.
+
+        ``thing_classes`` default to all things; ``category_ids`` (COCO ids per label) to 1..K."""
+        count = len(class_names or [])
+        things = list(thing_classes) if thing_classes is not None else [True] * count
+        ids = list(category_ids) if category_ids is not None else list(range(1, count + 1))
+        return build_dense_model(cls, cfg, class_names, default_head="mask2former", thing_classes=things,
+                                 category_ids=ids)
 
     def forward(self, images: torch.Tensor) -> dict:
         return self.head(self.backbone.neck_input(images))
@@ -47,22 +66,12 @@ class PanopticModel(TaskModel):
         return {"panoptic": pan, "semantic": semantic_inference(logits, masks, size),
                 "instances": instance_inference(logits, masks, size, isthing)}
 
-
-@MODELS.register("panoptic")
-def build_panoptic_model(cfg: RunConfig, class_names: list[str] | None, *,
-                         thing_classes: list[bool] | None = None, category_ids: list[int] | None = None,
-                         **_: object) -> PanopticModel:
-    """Backbone + adapter + ``model.head`` (default ``mask2former``) for panoptic segments.
-
-    ``thing_classes`` default to all things; ``category_ids`` (COCO ids per label) to 1..K."""
-    names = require_class_names("panoptic", class_names)
-    backbone, adapter = build_backbone(cfg.model)
-    head = HEADS.create(cfg.model.head or "mask2former", cfg.model.head_options,
-                        backbone=backbone, num_classes=len(names), class_names=names)
-    opts = inference_options(INFERENCE_OPTIONS, cfg.task_options)
-    pre = Preprocess(cfg.data.image_size, backbone.image_mean, backbone.image_std,
-                     resize=opts["eval_resize"] or "none", inference=opts)
-    things = list(thing_classes) if thing_classes is not None else [True] * len(names)
-    ids = list(category_ids) if category_ids is not None else list(range(1, len(names) + 1))
-    return PanopticModel(backbone, head, preprocess=pre, class_names=names, adapter=adapter,
-                         thing_classes=things, category_ids=ids)
+    def predict(self, batch: list[PredictInput], request: PredictRequest) -> list[PanopticPrediction]:
+        """Panoptic segments of each stored image, one image at a time (`segment`)."""
+        out = []
+        for item in batch:
+            ids, segments = self.segment(item.image.to(request.device), item.rgb.shape[:2])["panoptic"]
+            out.append(self.prediction(item.source, item.image_id, item.rgb, self.class_names,
+                                       segment_ids=ids.cpu().numpy(), segments=segments,
+                                       category_ids=list(self.category_ids)))
+        return out

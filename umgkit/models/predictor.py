@@ -1,7 +1,9 @@
 """`Predictor`: a model plus its preprocessing and post-processing, called on files, PIL images or tensors.
 
 ``umgkit predict``, ``umgkit eval`` (through the tasks, which call the same model methods), the demo's
-pictures and the app all run a model this way, so their numbers agree.
+pictures and the app all run a model this way, so their numbers agree. The Predictor reads and preprocesses
+the inputs; the model's own ``predict`` (its class is the task's entry in `umgkit.registry.MODELS`) turns a
+batch into predictions, so a task registered from user code predicts like a built-in one.
 
 Example:
     >>> predictor = Predictor.from_pretrained("runs/semantic")  # doctest: +SKIP
@@ -23,19 +25,12 @@ import torch
 from PIL import Image
 
 from .._io import check_output_folder
-from ..data._images import BadSampleError, load_image
 from ..data.classification import IMAGE_EXTENSIONS
+from ..data.images import BadSampleError, load_image
 from ..errors import ModelError
 from .base import TaskModel
-from .results import (
-    ClassificationPrediction,
-    DetectionPrediction,
-    PanopticPrediction,
-    Prediction,
-    RetrievalPrediction,
-    SemanticPrediction,
-    write_predictions,
-)
+from .inputs import PredictInput, PredictRequest
+from .results import Prediction, write_predictions
 
 __all__ = ["Predictor", "expand_inputs"]
 
@@ -120,7 +115,7 @@ class Predictor:
         created = not directory.exists()
         sources, files = write_predictions(stream, directory, class_names=m.class_names,
                                            category_ids=m.category_ids, thing_classes=m.thing_classes,
-                                           texts=kwargs.get("texts") or ())
+                                           texts=kwargs.get("texts") or (), writer=m.prediction.writer)
         if not sources and self.skipped:  # every input was skipped: an empty result is no result
             if created:
                 shutil.rmtree(directory, ignore_errors=True)
@@ -136,18 +131,17 @@ class Predictor:
         """`__call__` as a generator: predictions come out batch by batch."""
         if classes is not None:
             self.set_classes(classes)
-        if self.task == "retrieval" and not texts:
-            raise ModelError("a retrieval model ranks texts against images: give texts=[...] (--texts).")
-        if texts and self.task != "retrieval":
-            raise ModelError(f"texts are queries for a retrieval model; this is a {self.task} model (name "
-                             "its classes with classes=[...] / --classes instead).")
+        if texts and not self.model.takes_texts:
+            raise ModelError(f"texts are queries for a model that ranks texts (retrieval); this is a "
+                             f"{self.task} model (name its classes with classes=[...] / --classes instead).")
+        request = PredictRequest(self.device, top_k=self.top_k, texts=list(texts) if texts else None)
+        self.model.start_predict(request)
         items = expand_inputs(inputs)
         ids = _image_ids(items)
         self.skipped = []
         from tqdm.auto import tqdm
 
-        text_emb = self.model(texts=list(texts))["text"].float() if texts else None  # (T, D), once per call
-        loaded = []  # (source, image_id, rgb uint8 (H, W, 3), model input (3, h, w))
+        loaded: list[PredictInput] = []
         with tqdm(total=len(items), desc=f"predict {self.task}", disable=not progress,
                   dynamic_ncols=True) as bar:
             for index, item in enumerate(items):
@@ -162,86 +156,14 @@ class Predictor:
                     continue
                 model_input = self.transform({"image": image})["image"]
                 rgb = (image.permute(1, 2, 0) * 255).round().byte().numpy()
-                loaded.append((source, ids[index], rgb, model_input))
+                loaded.append(PredictInput(source, ids[index], rgb, model_input))
                 if len(loaded) == self.batch_size or index == len(items) - 1:
-                    yield from self._run(loaded, texts, text_emb)
+                    yield from self.model.predict(loaded, request)
                     bar.update(len(loaded))
                     loaded = []
             if loaded:  # the last input was skipped
-                yield from self._run(loaded, texts, text_emb)
+                yield from self.model.predict(loaded, request)
                 bar.update(len(loaded))
-
-    # ------------------------------------------------------------------------------------------------ tasks
-    def _run(self, batch: list, texts, text_emb) -> list[Prediction]:
-        return getattr(self, f"_{self.task}")(batch, texts=texts, text_emb=text_emb)
-
-    def _groups(self, batch: list):
-        """Runs of consecutive items whose input and stored sizes agree (stackable, one output size)."""
-        group = [batch[0]]
-        for item in batch[1:]:
-            if item[3].shape == group[0][3].shape and item[2].shape == group[0][2].shape:
-                group.append(item)
-            else:
-                yield group
-                group = [item]
-        yield group
-
-    def _classification(self, batch: list, **_: Any) -> list[Prediction]:
-        names = self.model.class_names
-        images = torch.stack([b[3] for b in batch]).to(self.device)
-        probs = self.model(images=images).float().softmax(-1).cpu()
-        top = probs.topk(min(self.top_k, probs.shape[1]), dim=1)
-        return [ClassificationPrediction(src, iid, rgb, names, labels=[names[i] for i in idx.tolist()],
-                                         label_ids=idx.tolist(), scores=[round(v, 6) for v in val.tolist()])
-                for (src, iid, rgb, _), idx, val in zip(batch, top.indices, top.values, strict=True)]
-
-    def _retrieval(self, batch: list, texts, text_emb, **_: Any) -> list[Prediction]:
-        images = torch.stack([b[3] for b in batch]).to(self.device)
-        emb = self.model(images=images)["image"].float()  # (B, D)
-        sims = (emb @ text_emb.t()).cpu()  # (B, T)
-        out = []
-        for (src, iid, rgb, _), row, e in zip(batch, sims, emb.cpu(), strict=True):
-            order = row.argsort(descending=True, stable=True).tolist()
-            out.append(RetrievalPrediction(src, iid, rgb, [], embedding=e.numpy(),
-                                           texts=[texts[i] for i in order],
-                                           text_scores=[round(float(row[i]), 6) for i in order],
-                                           text_embeddings=text_emb.cpu().numpy()))
-        return out
-
-    def _semantic(self, batch: list, **_: Any) -> list[Prediction]:
-        out = []
-        for group in self._groups(batch):
-            images = torch.stack([b[3] for b in group]).to(self.device)
-            size = group[0][2].shape[:2]
-            labels = self.model.segment(images, size).argmax(1).cpu().numpy()
-            out += [SemanticPrediction(src, iid, rgb, self.model.class_names, label_map=lab)
-                    for (src, iid, rgb, _), lab in zip(group, labels, strict=True)]
-        return out
-
-    def _panoptic(self, batch: list, **_: Any) -> list[Prediction]:
-        out = []
-        for src, iid, rgb, image in batch:
-            ids, segments = self.model.segment(image.to(self.device), rgb.shape[:2])["panoptic"]
-            out.append(PanopticPrediction(src, iid, rgb, self.model.class_names,
-                                          segment_ids=ids.cpu().numpy(), segments=segments,
-                                          category_ids=list(self.model.category_ids)))
-        return out
-
-    def _detection(self, batch: list, **_: Any) -> list[Prediction]:
-        out = []
-        for group in self._groups(batch):
-            images = torch.stack([b[3] for b in group]).to(self.device)
-            sizes = [tuple(b[2].shape[:2]) for b in group]
-            detections = self.model(images, original_sizes=sizes)
-            for (src, iid, rgb, _), det in zip(group, detections, strict=True):
-                masks = self.model.binary_masks(det)
-                out.append(DetectionPrediction(
-                    src, iid, rgb, self.model.class_names, boxes=det["boxes"].cpu().numpy(),
-                    scores=det["scores"].cpu().numpy(), label_ids=det["labels"].cpu().numpy(),
-                    masks=None if masks is None else masks.cpu().numpy(),
-                    category_ids=list(self.model.category_ids),
-                    draw_threshold=float(self.model.option("vis_score"))))
-        return out
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -319,7 +241,7 @@ def _device(name: str | torch.device) -> torch.device:
 
 def _config_class_names(cfg: Any) -> list[str] | None:
     if cfg.data.class_names:
-        from ..data._images import read_lines
+        from ..data.images import read_lines
 
         return read_lines(Path(cfg.data.class_names))
     return None

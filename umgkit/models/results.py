@@ -4,7 +4,8 @@
 ``predictions.jsonl``; retrieval ``image_to_text.jsonl`` / ``text_to_image.jsonl``; semantic label PNGs
 (``labels/<stem>.png``, pixel value = class index); panoptic COCO panoptic PNGs + ``panoptic.json``; detection
 a COCO results list ``detections.json`` (boxes XYWH, RLE masks) + ``images.json`` (ids, sizes, categories).
-Every image also gets ``overlays/<stem>.png`` with a legend (not for retrieval).
+Every image also gets ``overlays/<stem>.png`` with a legend (not for retrieval). Each prediction type
+names its summary writer (`Prediction.writer`); a type without one gets ``predictions.jsonl``.
 """
 
 from __future__ import annotations
@@ -13,15 +14,108 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
 
 from .._io import atomic_write, atomic_write_text
 
-__all__ = ["Prediction", "ClassificationPrediction", "RetrievalPrediction", "SemanticPrediction",
-           "PanopticPrediction", "DetectionPrediction", "write_predictions"]
+__all__ = ["Prediction", "PredictionWriter", "ClassificationPrediction", "RetrievalPrediction",
+           "SemanticPrediction", "PanopticPrediction", "DetectionPrediction", "SemanticWriter",
+           "PanopticWriter", "DetectionWriter", "RetrievalWriter", "write_predictions"]
+
+
+class PredictionWriter:
+    """Collects the predictions of one call and writes its summary files into ``directory``.
+
+    `add` keeps one small row per prediction (never its picture), `close` writes the files and returns
+    them. This base writes ``predictions.jsonl`` (one `Prediction.to_json` per line), which serves any
+    prediction type that sets no writer of its own.
+    """
+
+    def __init__(self, directory: Path, *, class_names: Sequence[str] = (),
+                 category_ids: Sequence[int] | None = None, thing_classes: Sequence[bool] | None = None,
+                 texts: Sequence[str] = ()) -> None:
+        self.directory = Path(directory)
+        self.class_names = list(class_names)
+        self.category_ids = None if category_ids is None else list(category_ids)
+        self.thing_classes = None if thing_classes is None else list(thing_classes)
+        self.texts = list(texts)
+        self.rows: list[dict] = []
+        self.sources: list[str] = []
+        self.images: list[dict] = []  # COCO "images" entries: id, file_name, height, width
+
+    def add(self, pred: Prediction) -> None:
+        self.sources.append(pred.source)
+        self.images.append({"id": pred.image_id, "file_name": Path(pred.source).name,
+                            "height": int(pred.image.shape[0]), "width": int(pred.image.shape[1])})
+        self.rows += self.rows_of(pred)
+
+    def rows_of(self, pred: Prediction) -> list[dict]:
+        """The summary rows of one prediction."""
+        return [pred.to_json()]
+
+    def close(self) -> list[Path]:
+        return [_jsonl(self.directory / "predictions.jsonl", self.rows)]
+
+
+class SemanticWriter(PredictionWriter):
+    """``predictions.json``: the class names and one row per image (label PNG path, class areas)."""
+
+    def close(self) -> list[Path]:
+        return [_json(self.directory / "predictions.json", {"class_names": self.class_names,
+                                                            "images": self.rows})]
+
+
+class PanopticWriter(PredictionWriter):
+    """``panoptic.json`` in the COCO panoptic format (the PNGs are each prediction's own files)."""
+
+    def close(self) -> list[Path]:
+        from ..metrics.panoptic import write_panoptic_json
+
+        things = self.thing_classes if self.thing_classes is not None else [True] * len(self.class_names)
+        cats = [{"id": int(c), "name": n, "isthing": int(t)}
+                for c, n, t in zip(self.category_ids, self.class_names, things, strict=True)]
+        return [write_panoptic_json(self.directory / "panoptic.json", self.rows, cats, self.images)]
+
+
+class DetectionWriter(PredictionWriter):
+    """``detections.json`` (a COCO results list over all images) + ``images.json`` (ids, sizes,
+    categories)."""
+
+    def rows_of(self, pred: Prediction) -> list[dict]:
+        return pred.coco_results()
+
+    def close(self) -> list[Path]:
+        cats = [{"id": int(c), "name": n} for c, n in zip(self.category_ids, self.class_names, strict=True)]
+        return [_json(self.directory / "detections.json", self.rows),
+                _json(self.directory / "images.json", {"images": self.images, "categories": cats})]
+
+
+class RetrievalWriter(PredictionWriter):
+    """``image_to_text.jsonl`` (texts ranked per image) and ``text_to_image.jsonl`` (images per text)."""
+
+    def __init__(self, directory: Path, **kwargs: Any) -> None:
+        super().__init__(directory, **kwargs)
+        self.embeddings: list[np.ndarray] = []  # (D,) per image
+        self.text_embeddings: np.ndarray | None = None  # (T, D)
+
+    def add(self, pred: Prediction) -> None:
+        super().add(pred)
+        self.embeddings.append(pred.embedding)
+        self.text_embeddings = pred.text_embeddings
+
+    def close(self) -> list[Path]:
+        written = [_jsonl(self.directory / "image_to_text.jsonl", self.rows)]
+        if self.texts:
+            sims = self.text_embeddings @ np.stack(self.embeddings).T  # (T, N)
+            order = np.argsort(-sims, axis=1, kind="stable")
+            per_text = [{"text": t, "images": [self.sources[j] for j in order[i]],
+                         "scores": [round(float(sims[i, j]), 6) for j in order[i]]}
+                        for i, t in enumerate(self.texts)]
+            written.append(_jsonl(self.directory / "text_to_image.jsonl", per_text))
+        return written
 
 
 @dataclass
@@ -33,6 +127,7 @@ class Prediction:
     image_id: int  # the file stem as an int when every stem is digits (COCO names), else 1..N in input order
     image: np.ndarray = field(repr=False)  # (H, W, 3) uint8, the input as read
     class_names: list[str] = field(default_factory=list)
+    writer: ClassVar[type[PredictionWriter]] = PredictionWriter  # writes a call's summary files
 
     @property
     def stem(self) -> str:
@@ -69,6 +164,7 @@ class ClassificationPrediction(Prediction):
 
 @dataclass
 class RetrievalPrediction(Prediction):
+    writer: ClassVar[type[PredictionWriter]] = RetrievalWriter
     embedding: np.ndarray | None = field(default=None, repr=False)  # (D,) L2-normalised image embedding
     texts: list[str] = field(default_factory=list)  # the query texts, ranked best first for this image
     text_scores: list[float] = field(default_factory=list)  # cosine similarity of each ranked text
@@ -83,6 +179,7 @@ class RetrievalPrediction(Prediction):
 
 @dataclass
 class SemanticPrediction(Prediction):
+    writer: ClassVar[type[PredictionWriter]] = SemanticWriter
     label_map: np.ndarray | None = field(default=None, repr=False)  # (H, W) class index per pixel
 
     def areas(self) -> dict[str, float]:
@@ -108,6 +205,7 @@ class SemanticPrediction(Prediction):
 
 @dataclass
 class PanopticPrediction(Prediction):
+    writer: ClassVar[type[PredictionWriter]] = PanopticWriter
     segment_ids: np.ndarray | None = field(default=None, repr=False)  # (H, W), 0 = VOID, segments from 1
     segments: list[dict] = field(default_factory=list)  # {"id", "category_id" (label), "isthing", "score"}
     category_ids: list[int] = field(default_factory=list)  # COCO category id per label
@@ -153,6 +251,7 @@ class PanopticPrediction(Prediction):
 
 @dataclass
 class DetectionPrediction(Prediction):
+    writer: ClassVar[type[PredictionWriter]] = DetectionWriter
     boxes: np.ndarray | None = field(default=None, repr=False)  # (N, 4) absolute XYXY pixels
     scores: np.ndarray | None = field(default=None, repr=False)  # (N,)
     label_ids: np.ndarray | None = field(default=None, repr=False)  # (N,) indices into class_names
@@ -200,56 +299,28 @@ class DetectionPrediction(Prediction):
 
 def write_predictions(predictions: Iterable[Prediction], directory: str | Path, *,
                       class_names: Sequence[str] = (), category_ids: Sequence[int] | None = None,
-                      thing_classes: Sequence[bool] | None = None,
-                      texts: Sequence[str] = ()) -> tuple[list[str], list[Path]]:
+                      thing_classes: Sequence[bool] | None = None, texts: Sequence[str] = (),
+                      writer: type[PredictionWriter] | None = None) -> tuple[list[str], list[Path]]:
     """Every prediction's own files plus the call's summary files (module docstring).
 
     ``predictions`` may be a generator: each one is written as it comes and only its summary row is kept,
-    so a large folder never holds every picture in memory. Returns ``(sources, written files)``.
+    so a large folder never holds every picture in memory. The summary is written by ``writer`` (default:
+    the first prediction's `Prediction.writer`); no prediction, no files. Returns ``(sources, written
+    files)``.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    rows, images, sources, embeddings = [], [], [], []
-    kind, text_emb = None, None
+    collector: PredictionWriter | None = None
     for pred in predictions:
-        kind = kind or type(pred)
+        if collector is None:
+            collector = (writer or pred.writer)(out, class_names=class_names, category_ids=category_ids,
+                                                thing_classes=thing_classes, texts=texts)
         written += pred.save(out)
-        sources.append(pred.source)
-        images.append({"id": pred.image_id, "file_name": Path(pred.source).name,
-                       "height": int(pred.image.shape[0]), "width": int(pred.image.shape[1])})
-        if isinstance(pred, DetectionPrediction):
-            rows += pred.coco_results()
-        else:
-            rows.append(pred.to_json())
-        if isinstance(pred, RetrievalPrediction):
-            embeddings.append(pred.embedding)
-            text_emb = pred.text_embeddings
-    if kind is ClassificationPrediction:
-        written.append(_jsonl(out / "predictions.jsonl", rows))
-    elif kind is SemanticPrediction:
-        written.append(_json(out / "predictions.json", {"class_names": list(class_names), "images": rows}))
-    elif kind is PanopticPrediction:
-        from ..metrics.panoptic import write_panoptic_json
-
-        things = list(thing_classes) if thing_classes is not None else [True] * len(class_names)
-        cats = [{"id": int(c), "name": n, "isthing": int(t)}
-                for c, n, t in zip(category_ids, class_names, things, strict=True)]
-        written.append(write_panoptic_json(out / "panoptic.json", rows, cats, images))
-    elif kind is DetectionPrediction:
-        written.append(_json(out / "detections.json", rows))
-        cats = [{"id": int(c), "name": n} for c, n in zip(category_ids, class_names, strict=True)]
-        written.append(_json(out / "images.json", {"images": images, "categories": cats}))
-    elif kind is RetrievalPrediction:
-        written.append(_jsonl(out / "image_to_text.jsonl", rows))
-        if texts:
-            sims = text_emb @ np.stack(embeddings).T  # (T, N)
-            order = np.argsort(-sims, axis=1, kind="stable")
-            per_text = [{"text": t, "images": [sources[j] for j in order[i]],
-                         "scores": [round(float(sims[i, j]), 6) for j in order[i]]}
-                        for i, t in enumerate(texts)]
-            written.append(_jsonl(out / "text_to_image.jsonl", per_text))
-    return sources, written
+        collector.add(pred)
+    if collector is None:
+        return [], written
+    return collector.sources, written + collector.close()
 
 
 def _scale(image: np.ndarray) -> int:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
 from ..config import Option, RunConfig
-from ..registry import HEADS, MODELS
+from ..registry import MODELS
 from ._sliding import slide_inference, whole_inference
-from .base import TaskModel, inference_options
-from .build import build_backbone, require_class_names
-from .preprocess import Preprocess
+from .base import TaskModel
+from .inputs import PredictInput, PredictRequest, same_size_groups, stack_images
+from .parts import build_dense_model
+from .results import SemanticPrediction
 
-__all__ = ["INFERENCE_OPTIONS", "SemanticModel", "build_semantic_model"]
+__all__ = ["INFERENCE_OPTIONS", "SemanticModel"]
 
 INFERENCE_OPTIONS = {
     "inference": Option("whole", "evaluation: whole (one forward per image) or slide (sliding windows)"),
@@ -24,11 +27,24 @@ INFERENCE_OPTIONS = {
 }
 
 
+@MODELS.register("semantic", doc="semantic segmentation: a class per pixel (label PNGs)")
 class SemanticModel(TaskModel):
     """``forward((B, 3, H, W)) -> logits (B, K, H, W)``; `segment` adds the configured inference mode."""
 
     task = "semantic"
+    head_task = "semantic"
     inference_defaults = INFERENCE_OPTIONS
+    prediction = SemanticPrediction
+    pipeline_tag = "image-segmentation"
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig, class_names: Sequence[str] | None = None,
+                    **_: object) -> SemanticModel:
+        """Backbone + adapter + ``model.head`` (default ``semantic_fpn``) for per-pixel class logits.
+
+        Inputs are resized as ``task_options.eval_resize`` says; ``task_options.inference`` picks whole or
+        sliding-window inference."""
+        return build_dense_model(cls, cfg, class_names, default_head="semantic_fpn")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if getattr(self.head, "input_kind", "dense") == "pixels":  # zero-shot: text-aligned pixel embeddings
@@ -52,18 +68,12 @@ class SemanticModel(TaskModel):
             logits = F.interpolate(logits.float(), size=tuple(size), mode="bilinear", align_corners=False)
         return logits
 
-
-@MODELS.register("semantic")
-def build_semantic_model(cfg: RunConfig, class_names: list[str] | None, **_: object) -> SemanticModel:
-    """Backbone + adapter + ``model.head`` (default ``semantic_fpn``) for per-pixel class logits.
-
-    Inputs are resized as ``task_options.eval_resize`` says; ``task_options.inference`` picks whole or
-    sliding-window inference."""
-    names = require_class_names("semantic", class_names)
-    backbone, adapter = build_backbone(cfg.model)
-    head = HEADS.create(cfg.model.head or "semantic_fpn", cfg.model.head_options,
-                        backbone=backbone, num_classes=len(names), class_names=names)
-    opts = inference_options(INFERENCE_OPTIONS, cfg.task_options)
-    pre = Preprocess(cfg.data.image_size, backbone.image_mean, backbone.image_std,
-                     resize=opts["eval_resize"] or "none", inference=opts)
-    return SemanticModel(backbone, head, preprocess=pre, class_names=names, adapter=adapter)
+    def predict(self, batch: list[PredictInput], request: PredictRequest) -> list[SemanticPrediction]:
+        """A class index per pixel of each stored image (`segment`, then argmax)."""
+        out = []
+        for group in same_size_groups(batch):
+            size = group[0].rgb.shape[:2]
+            labels = self.segment(stack_images(group, request.device), size).argmax(1).cpu().numpy()
+            out += [self.prediction(item.source, item.image_id, item.rgb, self.class_names, label_map=lab)
+                    for item, lab in zip(group, labels, strict=True)]
+        return out

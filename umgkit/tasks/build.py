@@ -9,7 +9,7 @@ from ..data.transforms import build_transforms
 from ..engine import Task, seed_everything
 from ..registry import TASKS
 
-__all__ = ["ImageOnly", "attach_transforms", "build_task", "class_source"]
+__all__ = ["ImageOnly", "attach_transforms", "build_task", "check_eval_classes", "class_source"]
 
 
 def build_task(cfg: RunConfig, *, model: Any = None, train: bool = True) -> Task:
@@ -41,6 +41,16 @@ def class_source(cfg: RunConfig, train_set: Any, val_set: Any) -> Any:
         raise ConfigError(f"task {cfg.task!r} found no split to read class names from: set data.val_split or "
                           "data.class_names, or give a trained model.")
     return source
+
+
+def check_eval_classes(model: Any, val_names: list[str]) -> None:
+    """Evaluation needs the model to predict the val set's classes: after an open-vocabulary head switched
+    to ``val_names``, a learned head must have as many classes as the val set (one label order)."""
+    if len(model.class_names) != len(val_names):
+        raise ConfigError(f"the head predicts {len(model.class_names)} classes but the val set has "
+                          f"{len(val_names)}; a learned classifier needs the same class set (or use head "
+                          "option classifier=open_vocab to evaluate on other class names).",
+                          key="model.head_options")
 
 
 class ImageOnly:

@@ -126,10 +126,14 @@ class ClassificationTask:
 
 @TASKS.register("classification")
 def build_classification_task(cfg: RunConfig, *, model: ClassificationModel | None = None,
-                              train: bool = True) -> ClassificationTask:
+                              train: bool = True, task_cls: type[ClassificationTask] = ClassificationTask,
+                              options: dict[str, Any] | None = None) -> ClassificationTask:
     """Classification on ``cfg.data`` with ``model`` (default: `build_model` from ``cfg.model``, head
-    ``linear``, classes of the train split). ``train=False`` reads only the val split."""
-    opts = parse_options("classification", OPTIONS, cfg.task_options)
+    ``linear``, classes of the train split). ``train=False`` reads only the val split.
+
+    A task that extends classification passes its `ClassificationTask` subclass as ``task_cls`` and the
+    classification ``options`` it parsed out of its own (``cfg.task_options`` are parsed otherwise)."""
+    opts = parse_options("classification", OPTIONS, cfg.task_options) if options is None else dict(options)
     frozen = cfg.model.adapter == "frozen"
     cache = frozen if opts["cache_features"] is None else bool(opts["cache_features"])
     if cache and not frozen:
@@ -171,5 +175,5 @@ def build_classification_task(cfg: RunConfig, *, model: ClassificationModel | No
             train_set = cached_features(backbone, train_set, **common) if train_set is not None else None
             val = cached_features(backbone, val, **common) if val is not None else None
         backbone.to("cpu")
-    return ClassificationTask(model=model, train_dataset=train_set, val_dataset=val, class_names=names,
-                              label_smoothing=opts["label_smoothing"])
+    return task_cls(model=model, train_dataset=train_set, val_dataset=val, class_names=names,
+                    label_smoothing=opts["label_smoothing"])

@@ -6,7 +6,7 @@ crop + flip to ``data.image_size`` (masks move with the image, vanished segments
 segments are not matched targets. Eval: only the image is resized (``eval_resize``); predictions are
 up-sampled to the stored size, so images of any size are evaluated one by one at their own resolution.
 Loss: Hungarian-matched class CE ("no object" down-weighted) + sigmoid BCE + dice on sampled points, on
-the last and every auxiliary decoder layer (`umgkit.heads._mask2former.SetCriterion`).
+the last and every auxiliary decoder layer (`umgkit.heads.mask2former.SetCriterion`).
 Metric: PQ / SQ / RQ (all, things ``_th``, stuff ``_st``, per class) counted per image exactly as
 panopticapi and summed over the dataset (`umgkit.metrics.panoptic`), plus the mIoU of the semantic output
 of the same model. ``save_predictions`` writes COCO panoptic PNG + JSON for panopticapi or
@@ -25,13 +25,13 @@ from torch import nn
 from ..config import Option, RunConfig, parse_options
 from ..data.build import build_dataset
 from ..data.collate import collate_dicts
-from ..heads._mask2former import SetCriterion
+from ..heads.mask2former import SetCriterion
 from ..metrics.panoptic import pq_image_counts, pq_summary, write_panoptic_json, write_panoptic_png
 from ..metrics.segmentation import segmentation_confusion_matrix, segmentation_scores
 from ..models import PanopticModel, build_model
 from ..models.panoptic import INFERENCE_OPTIONS
 from ..registry import TASKS
-from .build import attach_transforms, class_source
+from .build import attach_transforms, check_eval_classes, class_source
 
 __all__ = ["PanopticTask", "build_panoptic_task", "OPTIONS"]
 
@@ -114,10 +114,7 @@ class PanopticTask:
         drops the repeats Accelerate pads the last batch with) and summed on every process."""
         inner = self._eval_names(accelerator.unwrap_model(model))
         k = len(self.val_names)
-        if len(inner.class_names) != k:
-            raise ValueError(f"the head predicts {len(inner.class_names)} classes but the val set has {k}; a "
-                             "learned classifier needs the same class set (or use head option "
-                             "classifier=open_vocab to evaluate on other class names).")
+        check_eval_classes(inner, self.val_names)
         device = accelerator.device
         counts = torch.zeros(k, 4, dtype=torch.float64, device=device)
         confusion = torch.zeros(k, k, dtype=torch.int64, device=device)

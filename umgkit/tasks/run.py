@@ -45,7 +45,7 @@ def _full_model(trainer: Trainer, cfg: Any) -> TaskModel | None:
     copied into a model rebuilt from the config (frozen weights load from their file again).
     """
     from .._tensors import copy_named
-    from ..engine._strategy import shards_parameters
+    from ..engine.strategy import shards_parameters
     from ..models import build_model
 
     acc = trainer.accelerator

@@ -29,7 +29,7 @@ from ..metrics.segmentation import segmentation_confusion_matrix, segmentation_s
 from ..models import SemanticModel, build_model
 from ..models.semantic import INFERENCE_OPTIONS
 from ..registry import TASKS
-from .build import attach_transforms, class_source
+from .build import attach_transforms, check_eval_classes, class_source
 
 __all__ = ["OPTIONS", "SemanticTask", "dice_loss", "build_semantic_task"]
 
@@ -117,10 +117,7 @@ class SemanticTask:
         """
         inner = self._eval_names(accelerator.unwrap_model(model))
         k = len(self.val_names)
-        if len(inner.class_names) != k:
-            raise ValueError(f"the head predicts {len(inner.class_names)} classes but the val set has {k}; "
-                             "a learned classifier needs the same class set (or use head option "
-                             "classifier=open_vocab to evaluate on other class names).")
+        check_eval_classes(inner, self.val_names)
         total = torch.zeros(k, k, dtype=torch.int64, device=accelerator.device)
         try:
             for batch in loader:

@@ -32,4 +32,5 @@ def add_umgkit_config(cfg: CN) -> CN:
     u.COCO_ROOT = ""
     u.OPTIMIZER = "AdamW"  # "AdamW" (ViTDet) or "SGD" (detectron2's default)
     u.BETAS = (0.9, 0.999)  # AdamW betas
+    u.KEEP_LAST = 0  # >0: keep only this many newest checkpoints/step_* folders (0 keeps all)
     return cfg

@@ -1,10 +1,11 @@
 """``umgkit d2-train``: detectron2's own ``DefaultTrainer`` with umgkit's backbone and checkpoints.
 
-What differs from ``tools/train_net.py``: the checkpoint hook saves trainable parameters only
-(`TrainableCheckpointer`), ``--resume`` restarts from the newest of those, the optimizer sees trainable
-parameters only (AdamW by default, as ViTDet), and datasets named in ``DATASETS.TRAIN/TEST`` are
-registered from a COCO-layout folder when ``UMGKIT.COCO_ROOT`` is set. Evaluation uses detectron2's
-COCOEvaluator (instances) or COCOPanopticEvaluator + SemSegEvaluator (panoptic).
+What differs from ``tools/train_net.py``: the checkpoint hook saves trainable parameters and the
+optimizer's state only (`TrainableCheckpointer`), ``--resume`` continues from the newest of those, the
+optimizer sees trainable parameters only (AdamW by default, as ViTDet), and datasets named in
+``DATASETS.TRAIN/TEST`` are registered from a COCO-layout folder when ``UMGKIT.COCO_ROOT`` is set.
+Evaluation uses detectron2's COCOEvaluator (instances) or COCOPanopticEvaluator + SemSegEvaluator
+(panoptic).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ...engine.checkpoint import latest_checkpoint
-from .checkpoint import TrainableCheckpointer, load_trainable_weights
+from .._checkpoint import resumable_checkpoint
+from .checkpoint import TrainableCheckpointer, load_trainable_weights, resume_training
 from .config import add_umgkit_config
 
 __all__ = ["UMGKitTrainer", "setup_cfg", "register_coco_root", "main", "launch_from_args"]
@@ -108,21 +109,19 @@ class UMGKitTrainer(DefaultTrainer):
         out = []
         for hook in super().build_hooks():
             if isinstance(hook, hooks.PeriodicCheckpointer):
-                hook = TrainableCheckpointer(self.cfg.OUTPUT_DIR, self.cfg.SOLVER.CHECKPOINT_PERIOD)
+                hook = TrainableCheckpointer(self.cfg.OUTPUT_DIR, self.cfg.SOLVER.CHECKPOINT_PERIOD,
+                                             keep_last=self.cfg.UMGKIT.KEEP_LAST)
             out.append(hook)
         return out
 
     def resume_or_load(self, resume: bool = True) -> None:
-        """``resume``: newest ``OUTPUT_DIR/checkpoints/step_*`` (weights + iteration, the LR schedule moved
-        to that iteration; the optimizer's moments are not saved and restart). Else ``MODEL.WEIGHTS``: a
-        umgkit step directory, or any file detectron2's checkpointer reads."""
-        last = latest_checkpoint(Path(self.cfg.OUTPUT_DIR) / "checkpoints") if resume else None
+        """``resume``: the newest intact ``OUTPUT_DIR/checkpoints/step_*`` (weights, optimizer moments, LR
+        scheduler, iteration). Else ``MODEL.WEIGHTS``: a umgkit step directory (weights only), or any file
+        detectron2's checkpointer reads."""
+        last = resumable_checkpoint(Path(self.cfg.OUTPUT_DIR) / "checkpoints") if resume else None
         if last is not None:
-            self.start_iter = load_trainable_weights(self.model, last)
-            # detectron2's schedules are functions of the iteration: move the scheduler to it
-            self.scheduler.last_epoch = self.start_iter - 1
-            self.scheduler.step()
-            log.info("resumed trainable parameters from %s (iteration %d)", last, self.start_iter)
+            self.start_iter = resume_training(self, last)
+            log.info("resumed from %s (iteration %d)", last, self.start_iter)
             return
         weights = self.cfg.MODEL.WEIGHTS
         if weights and Path(weights).is_dir():
@@ -163,7 +162,7 @@ def main(config_file: str, opts: list[str], resume: bool = False, eval_only: boo
     register_coco_root(cfg)
     if eval_only:
         model = UMGKitTrainer.build_model(cfg)
-        weights = cfg.MODEL.WEIGHTS or latest_checkpoint(Path(cfg.OUTPUT_DIR) / "checkpoints")
+        weights = cfg.MODEL.WEIGHTS or resumable_checkpoint(Path(cfg.OUTPUT_DIR) / "checkpoints")
         if not weights:
             raise FileNotFoundError(f"--eval-only needs MODEL.WEIGHTS or a checkpoint under "
                                     f"{cfg.OUTPUT_DIR}/checkpoints.")

@@ -17,10 +17,8 @@ trained adapter.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +27,9 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import HOOKS, OPTIM_WRAPPER_CONSTRUCTORS
-from safetensors.torch import save_file
 
-from ..._tensors import read_safetensors
-from ...engine.checkpoint import (
-    copy_trainable_tensors,
-    join_optimizer_state,
-    json_ready,
-    latest_checkpoint,
-    publish_checkpoint,
-    split_optimizer_state,
-    trainable_state_dict,
-)
+from ...engine.checkpoint import json_ready
+from .. import _checkpoint
 from .export import _find
 
 __all__ = ["TrainableOnlyOptimWrapperConstructor", "UMGKitCheckpointHook", "prepare_config", "train"]
@@ -75,7 +64,7 @@ class UMGKitCheckpointHook(Hook):
     def before_train(self, runner: Any) -> None:
         if not self.resume:
             return
-        path = latest_checkpoint(Path(runner.work_dir) / "checkpoints")
+        path = _checkpoint.resumable_checkpoint(Path(runner.work_dir) / "checkpoints")
         if path is None:
             runner.logger.info(f"--resume: no checkpoint under {runner.work_dir}/checkpoints; starting fresh")
             return
@@ -94,31 +83,20 @@ def save_training_state(runner: Any, root: Path, step: int, *, keep_last: int = 
     if not is_main_process():
         return None
     model = _model(runner)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="ckpt-", suffix=".tmp", dir=root))  # a kill leaves only this, ignored
-    save_file(trainable_state_dict(model), str(tmp / "trainable.safetensors"))
-    tensors, data = split_optimizer_state(runner.optim_wrapper.optimizer.state_dict())
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
-    _write(tmp / "optimizer.json", data)
-    _write(tmp / "scheduler.json", {"schedulers": [json_ready(s.state_dict()) for s in _schedulers(runner)]})
-    _write(tmp / "trainer_state.json", {"step": step, "epoch": runner.epoch})
     bridge = _find(model)
-    if bridge.adapter.method != "frozen":
-        bridge.umgkit.export_adapter(tmp / "adapter")
-    return publish_checkpoint(tmp, root, step, keep_last=keep_last)
+    export = bridge.umgkit.export_adapter if bridge.adapter.method != "frozen" else None
+    schedules = {"schedulers": [json_ready(s.state_dict()) for s in _schedulers(runner)]}
+    return _checkpoint.save_training_state(root, step, model=model, optimizer=runner.optim_wrapper.optimizer,
+                                           scheduler_state=schedules, trainer_state={"epoch": runner.epoch},
+                                           export_adapter=export, keep_last=keep_last)
 
 
 def load_training_state(runner: Any, path: Path) -> int:
     """Restore what `save_training_state` wrote; the loop continues at the saved iteration."""
-    model = _model(runner)
-    copy_trainable_tensors(model, read_safetensors(path / "trainable.safetensors"), path)
-    data = json.loads((path / "optimizer.json").read_text(encoding="utf-8"))
-    runner.optim_wrapper.optimizer.load_state_dict(
-        join_optimizer_state(read_safetensors(path / "optimizer.safetensors"), data))
-    states = json.loads((path / "scheduler.json").read_text(encoding="utf-8"))["schedulers"]
-    for scheduler, state in zip(_schedulers(runner), states, strict=True):
-        scheduler.load_state_dict(state)
-    state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    schedules, state = _checkpoint.load_training_state(path, model=_model(runner),
+                                                       optimizer=runner.optim_wrapper.optimizer)
+    for scheduler, saved in zip(_schedulers(runner), schedules["schedulers"], strict=True):
+        scheduler.load_state_dict(saved)
     runner.train_loop._iter = int(state["step"])  # IterBasedTrainLoop then skips the consumed batches
     runner.train_loop._epoch = int(state.get("epoch", 0))
     return int(state["step"])
@@ -127,10 +105,6 @@ def load_training_state(runner: Any, path: Path) -> int:
 def _schedulers(runner: Any) -> list:
     schedulers = runner.param_schedulers or []
     return list(schedulers.values())[0] if isinstance(schedulers, dict) else list(schedulers)
-
-
-def _write(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data), encoding="utf-8")
 
 
 def prepare_config(config: str | os.PathLike, *, work_dir: str | None = None, resume: bool = False,
