@@ -533,7 +533,7 @@ def test_debug_keeps_the_traceback(outcomes):
 @pytest.mark.parametrize("case_id", ["head_task_mismatch", "head_name"])
 def test_a_config_error_writes_nothing(outcomes, case_id):
     """Stopped when the config is loaded: no run folder, no synthetic world, nothing built."""
-    results, paths = outcomes
+    results, paths, _ = outcomes
     assert results[case_id].returncode == 2
     assert not (paths["runs"] / case_id).exists()
 
