@@ -15,7 +15,7 @@ from typing import TypeVar
 from ..errors import WeightsError
 
 __all__ = ["WEIGHT_SUFFIXES", "is_local_path", "check_local_file", "hub_offline", "offline_error",
-           "fetch_failure", "fetch_reason", "fetching"]
+           "hub_transfer_errors", "fetch_failure", "fetch_reason", "fetching"]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 T = TypeVar("T")
@@ -40,21 +40,35 @@ def hub_offline() -> bool:
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+def hub_transfer_errors() -> tuple[type[BaseException], ...]:
+    """What a download raises when the network or the hub says no: huggingface_hub's HTTP errors, its
+    HTTP client's (httpx, its httpx2 fork, or requests in older releases), and plain connection errors
+    (open_clip's URL tags)."""
+    from urllib.error import URLError
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    errors: list[type[BaseException]] = [HfHubHTTPError, ConnectionError, TimeoutError, URLError]
+    for module, name in (("httpx", "HTTPError"), ("httpx2", "HTTPError"), ("requests", "RequestException")):
+        try:
+            errors.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
 def fetch_failure(err: BaseException) -> BaseException | None:
     """The error in ``err``'s chain (itself, then its ``__cause__`` / ``__context__``) that says a file could
     not be fetched from the Hugging Face hub or the network, or None when ``err`` is about something else.
 
     huggingface_hub raises `LocalEntryNotFoundError` when a file is neither reachable nor cached (offline
     mode or no network), `OfflineModeIsEnabled` for a call the offline mode forbids, and its HTTP errors
-    (repository / revision / file not found, gated, 401) when the hub answered no; plain downloads
-    (open_clip's URL tags) fail with a `ConnectionError` / `TimeoutError` / `URLError`.
+    (repository / revision / file not found, gated, 401) when the hub answered no, and the network's errors
+    come through as `hub_transfer_errors`.
     """
-    from urllib.error import URLError
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    kinds = (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, ConnectionError, TimeoutError,
-             URLError)
+    kinds = (LocalEntryNotFoundError, OfflineModeIsEnabled, *hub_transfer_errors())
     seen: set[int] = set()
     current: BaseException | None = err
     while current is not None and id(current) not in seen:

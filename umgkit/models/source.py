@@ -112,18 +112,10 @@ def download_model(spec: str) -> Path:
 
 
 def _transfer_errors() -> tuple[type[BaseException], ...]:
-    """What the hub client raises for network, HTTP and permission failures (huggingface_hub uses httpx or
-    its httpx2 fork; older releases used requests)."""
-    from huggingface_hub.errors import HfHubHTTPError
+    """Network, HTTP and permission failures of a hub transfer (OfflineModeIsEnabled is an OSError)."""
+    from ..backbones.weights import hub_transfer_errors
 
-    errors: list[type[BaseException]] = [HfHubHTTPError, OSError]  # OfflineModeIsEnabled is an OSError
-    clients = (("httpx", "HTTPError"), ("httpx2", "HTTPError"), ("requests", "RequestException"))
-    for module, name in clients:
-        try:
-            errors.append(getattr(__import__(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(errors)
+    return (*hub_transfer_errors(), OSError)
 
 
 def _first_line(err: BaseException) -> str:
