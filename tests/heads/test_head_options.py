@@ -27,8 +27,8 @@ SERVES = {"linear": ("classification",), "text_init": ("classification",), "clip
           "semantic_fpn": ("semantic",), "semantic_uper": ("semantic",), "pixel_text": ("semantic",),
           "mask2former": ("panoptic",), "vitdet_rcnn": ("detection",)}
 CONSTRUCTOR = {"linear": LinearHead, "clip": CLIPHead, "contrastive": ContrastiveHead,
-               "semantic_fpn": SemanticHead, "semantic_uper": SemanticHead, "pixel_text": PixelTextHead, "mask2former": Mask2FormerHead,
-               "vitdet_rcnn": RCNNHead}
+               "semantic_fpn": SemanticHead, "semantic_uper": SemanticHead, "pixel_text": PixelTextHead,
+               "mask2former": Mask2FormerHead, "vitdet_rcnn": RCNNHead}
 # options whose builder resolves the default itself: null = the backbone's own scale (or ln(1/0.07))
 RESOLVED_BY_THE_BUILDER = {("contrastive", "logit_scale"), ("clip", "logit_scale")}
 
