@@ -24,8 +24,8 @@ pytestmark = pytest.mark.slow
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "backbones.md"
 START, END = "<!-- adapter-support:start -->", "<!-- adapter-support:end -->"
-METHODS = ["lora", "dora", "loha", "lokr", "lora_qv", "adaptformer", "adapter", "vpt", "ssf", "bitfit",
-           "frozen", "full"]
+METHODS = ["lora", "dora", "loha", "lokr", "lora_qv", "clip_lora", "adaptformer", "adapter", "vpt", "ssf",
+           "bitfit", "frozen", "full"]
 
 # (family as the docs name it, real backbone names of the family, smallest ones where a family has many).
 # "hf:clip" / "hf:siglip" stand for a transformers checkpoint folder written by save_tiny_hf.
