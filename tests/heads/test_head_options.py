@@ -9,19 +9,28 @@ import pytest
 from umgkit._builtins import import_builtins
 from umgkit.config import ConfigError, ModelConfig, RunConfig
 from umgkit.config.reference import field_comments
-from umgkit.heads import ContrastiveHead, LinearHead, Mask2FormerHead, PixelTextHead, RCNNHead, SemanticHead
+from umgkit.heads import (
+    CLIPHead,
+    ContrastiveHead,
+    LinearHead,
+    Mask2FormerHead,
+    PixelTextHead,
+    RCNNHead,
+    SemanticHead,
+)
 from umgkit.registry import HEADS
 
 import_builtins()
 
-SERVES = {"linear": ("classification",), "text_init": ("classification",), "contrastive": ("retrieval",),
+SERVES = {"linear": ("classification",), "text_init": ("classification",), "clip": ("classification",),
+          "contrastive": ("retrieval",),
           "semantic_fpn": ("semantic",), "semantic_uper": ("semantic",), "pixel_text": ("semantic",),
           "mask2former": ("panoptic",), "vitdet_rcnn": ("detection",)}
-CONSTRUCTOR = {"linear": LinearHead, "contrastive": ContrastiveHead, "semantic_fpn": SemanticHead,
-               "semantic_uper": SemanticHead, "pixel_text": PixelTextHead, "mask2former": Mask2FormerHead,
-               "vitdet_rcnn": RCNNHead}
+CONSTRUCTOR = {"linear": LinearHead, "clip": CLIPHead, "contrastive": ContrastiveHead,
+               "semantic_fpn": SemanticHead, "semantic_uper": SemanticHead, "pixel_text": PixelTextHead,
+               "mask2former": Mask2FormerHead, "vitdet_rcnn": RCNNHead}
 # options whose builder resolves the default itself: null = the backbone's own scale (or ln(1/0.07))
-RESOLVED_BY_THE_BUILDER = {("contrastive", "logit_scale")}
+RESOLVED_BY_THE_BUILDER = {("contrastive", "logit_scale"), ("clip", "logit_scale")}
 
 
 def builtin_heads():
@@ -31,7 +40,8 @@ def builtin_heads():
 def test_every_builtin_head_declares_its_tasks():
     assert {n: HEADS.tasks(n) for n in builtin_heads()} == SERVES
     builtin = set(builtin_heads())  # other tests register heads of their own in this process
-    assert [n for n in HEADS.serving("classification") if n in builtin] == ["linear", "text_init"]
+    classification = [n for n in HEADS.serving("classification") if n in builtin]
+    assert classification == ["clip", "linear", "text_init"]
     assert [n for n in HEADS.serving("semantic") if n in builtin] == ["pixel_text", "semantic_fpn",
                                                                       "semantic_uper"]
     assert dict(HEADS.describe())["mask2former"].startswith("[panoptic] Mask2Former head")

@@ -1,7 +1,8 @@
 """Parameter-efficient tuning (PET) methods for frozen backbones: apply, count, save, load, merge.
 
 Every method is registered in `umgkit.registry.ADAPTERS` under its name (``lora``, ``dora``, ``loha``,
-``lokr``, ``lora_qv``, ``adaptformer``, ``adapter``, ``vpt``, ``bitfit``, ``ssf``, ``frozen``, ``full``)
+``lokr``, ``lora_qv``, ``adaptformer``, ``adapter``, ``vpt``, ``bitfit``, ``ssf``, ``frozen``, ``full``, and
+the CLIP few-shot family ``coop``, ``cocoop``, ``clip_lora``)
 and works on timm / umg ViTs, open_clip and transformers towers, ConvNeXt and ResNet stages, found
 structurally (see ``_structure``); each method's default targets follow each block's layout (``_layout``).
 
@@ -20,6 +21,9 @@ from .baselines import FrozenAdapter, FullAdapter
 from .bitfit import BitFitAdapter
 from .bottleneck import AdaptFormerAdapter, SequentialAdapter
 from .checkpoint import load_adapter, save_adapter
+from .clip_lora import CLIPLoraAdapter
+from .cocoop import CoCoOpAdapter
+from .coop import CoOpAdapter
 from .lora_qv import LoraQVAdapter
 from .peft_family import DoraAdapter, LoHaAdapter, LoKrAdapter, LoraAdapter
 from .ssf import SSFAdapter
@@ -29,6 +33,9 @@ __all__ = [
     "Adapter",
     "AdaptFormerAdapter",
     "BitFitAdapter",
+    "CLIPLoraAdapter",
+    "CoCoOpAdapter",
+    "CoOpAdapter",
     "DoraAdapter",
     "FrozenAdapter",
     "FullAdapter",

@@ -91,9 +91,17 @@ class Adapter:
     method: ClassVar[str] = ""
     config_cls: ClassVar[type]
     mergeable: ClassVar[bool] = False
+    # Whether the method changes what ``encode_image`` returns. When it does not (frozen; the text-side
+    # prompt methods), a classifier can train on image features computed once (the feature cache).
+    changes_image_features: ClassVar[bool] = True
 
     def __init__(self, **options: Any) -> None:
         self.config = parse_options(self.config_cls, options, self.method)
+        self.class_names: list[str] | None = None
+
+    def bind_class_names(self, names: list[str] | None) -> None:
+        """The task's class list, given before `apply` (methods with per-class parameters size them)."""
+        self.class_names = None if names is None else list(names)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"

@@ -25,6 +25,7 @@ class FrozenAdapter(Adapter):
     method = "frozen"
     config_cls = BaselineConfig
     mergeable = True
+    changes_image_features = False
 
     def inject(self, model: nn.Module) -> None:
         pass

@@ -27,6 +27,7 @@ from ._structure import get_submodule, select_blocks, set_submodule
 __all__ = ["LoraQVAdapter", "LoraQVConfig", "LoraQVLinear", "LoraQVMultiheadAttention", "LoraQVSeparate"]
 
 _PREFIX = "lora_qv_"
+QKV = ("q", "k", "v")
 
 
 @dataclass
@@ -34,38 +35,55 @@ class LoraQVConfig(ScopeOptions):
     rank: int = 8  # r of each of the two low-rank updates (q and v)
     alpha: float = 8.0  # scaling s = alpha / rank (peft's default pairing r=8, alpha=8 gives s=1)
     dropout: float = 0.0  # dropout on the input of the low-rank branch (training only)
+    parts: tuple[str, ...] = ("q", "v")  # which of the q, k, v projections get an update
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive("lora_qv", rank=self.rank, alpha=self.alpha)
+        check_positive(self.method_name, rank=self.rank, alpha=self.alpha)
         if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"Adapter 'lora_qv': dropout={self.dropout} must be in [0, 1).")
+            raise ConfigError(f"Adapter '{self.method_name}': dropout={self.dropout} must be in [0, 1).")
+        parts = (self.parts,) if isinstance(self.parts, str) else tuple(self.parts)
+        if not parts or any(p not in QKV for p in parts) or len(set(parts)) != len(parts):
+            raise ConfigError(f"Adapter '{self.method_name}': parts={list(parts)} must be distinct items of "
+                              "q, k, v.")
+        self.parts = tuple(p for p in QKV if p in parts)
+
+    @property
+    def method_name(self) -> str:
+        return "lora_qv"
 
 
 class _QVDelta(AdapterWrapper):
-    """Holds A_q, B_q, A_v, B_v for a width-C fused projection; subclasses define how it is applied."""
+    """Holds ``lora_qv_A_<p>, lora_qv_B_<p>`` for each adapted part ``p`` of q, k, v (width C); subclasses
+    define how the updates are applied."""
 
-    def __init__(self, base_layer: nn.Module, width: int, rank: int, alpha: float, dropout: float) -> None:
+    def __init__(self, base_layer: nn.Module, width: int, rank: int, alpha: float, dropout: float,
+                 parts: tuple[str, ...] = ("q", "v")) -> None:
         super().__init__(base_layer)
-        self.width, self.rank, self.scaling = width, rank, alpha / rank
+        self.width, self.rank, self.scaling, self.parts = width, rank, alpha / rank, tuple(parts)
         ref = self._frozen_weight()
         kw = {"device": ref.device, "dtype": ref.dtype}
-        self.lora_qv_A_q = nn.Parameter(torch.empty(rank, width, **kw))
-        self.lora_qv_B_q = nn.Parameter(torch.zeros(width, rank, **kw))
-        self.lora_qv_A_v = nn.Parameter(torch.empty(rank, width, **kw))
-        self.lora_qv_B_v = nn.Parameter(torch.zeros(width, rank, **kw))
-        for a in (self.lora_qv_A_q, self.lora_qv_A_v):
+        for part in self.parts:  # A then B per part, q before k before v: the init draws in that order
+            a = nn.Parameter(torch.empty(rank, width, **kw))
             nn.init.kaiming_uniform_(a, a=math.sqrt(5))  # nn.Linear's (and peft's) init for A
+            setattr(self, f"{_PREFIX}A_{part}", a)
+            setattr(self, f"{_PREFIX}B_{part}", nn.Parameter(torch.zeros(width, rank, **kw)))
         self.lora_qv_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def _frozen_weight(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def part_delta(self, part: str) -> torch.Tensor | None:
+        """``(C, C)`` update of one projection, or None when ``part`` is not adapted."""
+        if part not in self.parts:
+            return None
+        return getattr(self, f"{_PREFIX}B_{part}") @ getattr(self, f"{_PREFIX}A_{part}") * self.scaling
+
     def delta_weight(self) -> torch.Tensor:
-        """The ``(3C, C)`` weight update; its k rows are exact zeros."""
-        dq = self.lora_qv_B_q @ self.lora_qv_A_q * self.scaling
-        dv = self.lora_qv_B_v @ self.lora_qv_A_v * self.scaling
-        return torch.cat([dq, torch.zeros_like(dq), dv], dim=0)
+        """The ``(3C, C)`` weight update; rows of parts not adapted are exact zeros."""
+        ref = self._frozen_weight()
+        zero = torch.zeros(self.width, self.width, device=ref.device, dtype=ref.dtype)
+        return torch.cat([d if (d := self.part_delta(p)) is not None else zero for p in QKV], dim=0)
 
 
 class LoraQVLinear(_QVDelta):
@@ -76,11 +94,14 @@ class LoraQVLinear(_QVDelta):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(x)  # (..., 3C)
-        q, k, v = out.split(self.width, dim=-1)
         h = self.lora_qv_dropout(x)
-        q = q + (h @ self.lora_qv_A_q.t() @ self.lora_qv_B_q.t()) * self.scaling
-        v = v + (h @ self.lora_qv_A_v.t() @ self.lora_qv_B_v.t()) * self.scaling
-        return torch.cat([q, k, v], dim=-1)  # k untouched: bit-identical to the frozen layer
+        slices = []
+        for part, y in zip(QKV, out.split(self.width, dim=-1), strict=True):
+            if part in self.parts:
+                a, b = getattr(self, f"{_PREFIX}A_{part}"), getattr(self, f"{_PREFIX}B_{part}")
+                y = y + (h @ a.t() @ b.t()) * self.scaling
+            slices.append(y)  # parts not adapted: bit-identical to the frozen layer
+        return torch.cat(slices, dim=-1)
 
     def unwrap(self) -> nn.Module:
         with torch.no_grad():
@@ -115,19 +136,17 @@ class LoraQVSeparate(_QVDelta):
     it with the q and v weights updated, the module's own forward unchanged. Like
     `LoraQVMultiheadAttention` the update is a weight, so input dropout must be 0."""
 
-    def __init__(self, base_layer: nn.Module, width: int, rank: int, alpha: float, dropout: float, *,
-                 q_name: str = "q_proj", v_name: str = "v_proj") -> None:
-        self._q_name, self._v_name = q_name, v_name  # plain attributes: set before nn.Module's init
-        super().__init__(base_layer, width, rank, alpha, dropout)
+    def __init__(self, base_layer: nn.Module, width: int, rank: int, alpha: float, dropout: float,
+                 parts: tuple[str, ...] = ("q", "v"), *, names: dict[str, str]) -> None:
+        self._names = dict(names)  # part -> projection path in the attention; set before nn.Module's init
+        super().__init__(base_layer, width, rank, alpha, dropout, parts)
 
     def _frozen_weight(self) -> torch.Tensor:
-        return self.base_layer.get_submodule(self._q_name).weight
+        return self.base_layer.get_submodule(self._names[self.parts[0]]).weight
 
     def _updated(self) -> dict[str, torch.Tensor]:
-        dq = self.lora_qv_B_q @ self.lora_qv_A_q * self.scaling
-        dv = self.lora_qv_B_v @ self.lora_qv_A_v * self.scaling
-        q, v = (self.base_layer.get_submodule(n) for n in (self._q_name, self._v_name))
-        return {f"{self._q_name}.weight": q.weight + dq, f"{self._v_name}.weight": v.weight + dv}
+        return {f"{self._names[p]}.weight": self.base_layer.get_submodule(self._names[p]).weight
+                + self.part_delta(p) for p in self.parts}
 
     def forward(self, *args, **kwargs):
         return functional_call(self.base_layer, self._updated(), args, kwargs)
@@ -148,41 +167,49 @@ class LoraQVAdapter(Adapter):
     mergeable = True
 
     def inject(self, model: nn.Module) -> None:
-        c = self.config
-        for path, block, _ in select_blocks(model, c.tower, c.layers):
+        c, m = self.config, self.method
+        wanted = " and ".join([", ".join(c.parts[:-1]), c.parts[-1]] if len(c.parts) > 1 else c.parts)
+        for path, block in self._blocks(model):
             layout = block_layout(block)
             if layout.attention is None:
                 others = "lora (on the block's MLP), ssf or bitfit" if layout.mlp else \
                     "lora (on the block's convolutions) or bitfit"
-                raise ConfigError(f"{path} has no attention, so no q and v for lora_qv (the block holds "
-                                  f"convolutions or an MLP only). Use {others}.")
+                raise ConfigError(f"{path} has no attention, so no {wanted} for {m} (the block "
+                                  f"holds convolutions or an MLP only). Use {others}.")
             attn_path = f"{path}.{layout.attention}"
+            args = (c.rank, c.alpha, c.dropout, c.parts)
             if layout.qkv is not None:
                 qkv = get_submodule(block, layout.qkv)
                 if qkv.out_features != 3 * qkv.in_features:
                     raise ConfigError(f"{path}.{layout.qkv} is not a fused nn.Linear(C, 3C) (its heads are "
-                                      "wider or narrower than C); lora_qv cannot split it into q|k|v slices. "
+                                      f"wider or narrower than C); {m} cannot split it into q|k|v slices. "
                                       "Use lora.")
-                wrapped = LoraQVLinear(qkv, qkv.in_features, c.rank, c.alpha, c.dropout)
-                set_submodule(model, f"{path}.{layout.qkv}", wrapped)
+                set_submodule(model, f"{path}.{layout.qkv}", LoraQVLinear(qkv, qkv.in_features, *args))
                 continue
             if c.dropout:
-                kind = "nn.MultiheadAttention" if layout.mha else "separate q / v projections"
-                raise ConfigError(f"lora_qv on {attn_path} ({kind}) updates weights and cannot apply input "
+                kind = "nn.MultiheadAttention" if layout.mha else "separate q / k / v projections"
+                raise ConfigError(f"{m} on {attn_path} ({kind}) updates weights and cannot apply input "
                                   "dropout; set dropout=0.")
             attn = get_submodule(block, layout.attention)
             if layout.mha:
                 if not attn._qkv_same_embed_dim or attn.in_proj_weight is None:
                     raise ConfigError(f"{attn_path} uses separate q/k/v weights (kdim/vdim != embed_dim); "
-                                      "lora_qv needs a fused in_proj_weight.")
-                wrapped = LoraQVMultiheadAttention(attn, attn.embed_dim, c.rank, c.alpha, c.dropout)
+                                      f"{m} needs a fused in_proj_weight.")
+                wrapped = LoraQVMultiheadAttention(attn, attn.embed_dim, *args)
             else:
-                q_name = layout.q.split(".", 1)[1]  # relative to the attention module
-                v_name = layout.v.split(".", 1)[1]
-                width = get_submodule(attn, q_name).in_features
-                wrapped = LoraQVSeparate(attn, width, c.rank, c.alpha, c.dropout, q_name=q_name,
-                                         v_name=v_name)
+                paths = {"q": layout.q, "k": layout.k, "v": layout.v}
+                missing = [p for p in c.parts if paths[p] is None]
+                if missing:
+                    raise ConfigError(f"{attn_path} has no separate {'/'.join(missing)} projection for {m}.")
+                names = {p: paths[p].split(".", 1)[1] for p in c.parts}  # relative to the attention module
+                width = get_submodule(attn, names[c.parts[0]]).in_features
+                wrapped = LoraQVSeparate(attn, width, *args, names=names)
             set_submodule(model, attn_path, wrapped)
+
+    def _blocks(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
+        """``(path, block)`` of the blocks to adapt (``tower`` and ``layers``; subclasses may narrow it)."""
+        c = self.config
+        return [(path, block) for path, block, _ in select_blocks(model, c.tower, c.layers)]
 
     def owns(self, name: str) -> bool:
         return name.rsplit(".", 1)[-1].startswith(_PREFIX)

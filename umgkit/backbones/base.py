@@ -28,6 +28,13 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.ops import roi_align
 
 from ..errors import ConfigError
+from .prompt_tokens import (
+    PlaceholderSlot,
+    context_inserted,
+    find_placeholder_slot,
+    prompt_texts,
+    word_token_ids,
+)
 from .pyramid import SimpleFeaturePyramid, parameter_free_pyramid
 
 DENSE_PATHS = ("project", "value")
@@ -219,6 +226,35 @@ class Backbone(nn.Module):
         """``(B, D)`` L2-normalised text embeddings; the tokenizer is part of the backbone."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         return l2_normalize(self._encode_text(texts))
+
+    # ------------------------------------------------------------- learned prompt tokens (CoOp family)
+    @property
+    def text_token_embedding(self) -> nn.Module:
+        """The text tower's token-embedding lookup (``(N, L) ids -> (N, L, W)``), where prompt methods
+        put their learned tokens (`encode_text_with_context`)."""
+        raise NoTextTowerError(f"{self.name} has no text tower, so no prompt tokens to learn; pick a "
+                               "backbone with one, e.g. openclip:ViT-B-16 or umg:tiny.")
+
+    def _placeholder_slot(self) -> PlaceholderSlot:
+        if getattr(self, "_slot", None) is None:
+            self._slot = find_placeholder_slot(self.tokenize)
+        return self._slot
+
+    def text_word_embeddings(self, words: str) -> torch.Tensor:
+        """``(M, W)`` token embeddings of ``words`` (CoOp's context initialised from e.g. "a photo of a")."""
+        ids = word_token_ids(self.tokenize, self._placeholder_slot(), words)
+        table = self.text_token_embedding.weight
+        return table[torch.tensor(ids, device=table.device)].detach().clone()
+
+    def encode_text_with_context(self, texts: Sequence[str], context: torch.Tensor) -> torch.Tensor:
+        """``(N, D)`` L2-normalised embeddings of ``context`` tokens followed by each text.
+
+        ``context``: ``(M, W)`` shared, or ``(N, M, W)`` one per text, in the width ``W`` of
+        `text_token_embedding`. The tower runs through its own layers, so gradients reach ``context``.
+        """
+        texts = list(texts)
+        with context_inserted(self.text_token_embedding, context, self._placeholder_slot()):
+            return l2_normalize(self._encode_text(prompt_texts(texts, context.shape[-2])))
 
     def dense(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, C, h, w)`` last-layer patch features after the final norm (stride ``patch_size``)."""

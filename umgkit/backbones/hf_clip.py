@@ -131,6 +131,10 @@ class HFCLIPBackbone(Backbone):
             self._tokenizer = tokenizer
         return self._tokenizer
 
+    @property
+    def text_token_embedding(self) -> nn.Module:
+        return self.model.text_model.embeddings.token_embedding
+
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         max_len = self.model.config.text_config.max_position_embeddings
         if self.is_siglip:  # SigLIP was trained on max-length padded ids, without an attention mask

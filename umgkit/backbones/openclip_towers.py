@@ -74,6 +74,19 @@ class _OpenCLIPText:
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer(texts)
 
+    @property
+    def text_token_embedding(self) -> nn.Module:
+        """open_clip's CLIP keeps it at the top; CustomTextCLIP in its ``text`` tower."""
+        text = getattr(self.model, "text", self.model)
+        found = getattr(text, "token_embedding", None)
+        if found is None:  # an HF text encoder inside open_clip
+            get = getattr(getattr(text, "transformer", None), "get_input_embeddings", None)
+            found = get() if get is not None else None
+        if found is None:
+            raise NotImplementedError(f"{self.name}: no token-embedding lookup found in its text tower "
+                                      f"({type(text).__name__}); prompt learning cannot reach it.")
+        return found
+
     def _encode_text(self, texts: list[str]) -> torch.Tensor:
         device = next(self.model.parameters()).device
         return self.model.encode_text(self.tokenize(texts).to(device), normalize=False)

@@ -74,6 +74,10 @@ class UMGBackbone(Backbone):
     def _pool_image(self, tokens: torch.Tensor) -> torch.Tensor:
         return self._project(self.final_norm(self.visual.pool_tokens(tokens[:, 0], tokens[:, 1:])))
 
+    @property
+    def text_token_embedding(self) -> nn.Module:
+        return self.text.token_embedding
+
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         """``(B, context_length)`` int64 token ids."""
         return self.text.tokenize(texts)

@@ -8,6 +8,7 @@ from .classification import (
     build_linear_head,
     build_text_init_head,
 )
+from .clip import CLIPHead, CLIPOptions, build_clip_head
 from .contrastive import ContrastiveHead, ContrastiveOptions, build_contrastive_head
 from .detection import RCNNHead, RCNNOptions, build_vitdet_rcnn
 from .panoptic import Mask2FormerHead, Mask2FormerOptions, build_mask2former
@@ -24,6 +25,7 @@ __all__ = ["SemanticHead", "SemanticOptions", "TextClassifierOptions", "build_se
            "build_semantic_uper",
            "LinearHead", "LinearOptions", "TextInitHead", "TextInitOptions", "build_linear_head",
            "build_text_init_head",
+           "CLIPHead", "CLIPOptions", "build_clip_head",
            "ContrastiveHead", "ContrastiveOptions", "build_contrastive_head",
            "RCNNHead", "RCNNOptions", "build_vitdet_rcnn",
            "Mask2FormerHead", "Mask2FormerOptions", "build_mask2former",

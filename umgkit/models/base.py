@@ -25,7 +25,7 @@ from .results import Prediction
 
 __all__ = ["TaskModel", "OPEN_VOCAB_KINDS", "inference_options"]
 
-OPEN_VOCAB_KINDS = ("open_vocab", "region_embed", "text_init", "pixel_text")
+OPEN_VOCAB_KINDS = ("open_vocab", "region_embed", "text_init", "pixel_text", "clip")
 
 
 def inference_options(declared: Mapping[str, Option], given: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from ..config import RunConfig
 from ..registry import HEADS, MODELS
 from .base import TaskModel
 from .inputs import PredictInput, PredictRequest, stack_images
-from .parts import build_backbone, require_class_names
+from .parts import build_backbone, check_prompt_head, require_class_names
 from .preprocess import Preprocess
 from .results import ClassificationPrediction
 
@@ -41,10 +41,11 @@ class ClassificationModel(TaskModel):
                     **_: object) -> ClassificationModel:
         """Backbone + adapter + ``model.head`` (default ``linear``); CLIP-style centre-crop preprocessing."""
         names = require_class_names(cls.task, class_names)
-        backbone, adapter = build_backbone(cfg.model)
+        backbone, adapter = build_backbone(cfg.model, names)
         head: nn.Module = HEADS.create(cfg.model.head or "linear", cfg.model.head_options,
                                       task=cls.head_task or cls.task, backbone=backbone,
                                       num_classes=len(names), class_names=names)
+        check_prompt_head(backbone, head, cfg.model)
         head.requires_grad_(True)
         if hasattr(head, "logit_scale"):
             head.logit_scale.requires_grad_(bool(cfg.model.head_options.get("learn_scale", True)))

@@ -24,7 +24,7 @@ from ..data.fewshot import fewshot_splits
 from ..data.transforms import build_transforms
 from ..metrics.classification import classification_metrics, confusion_matrix
 from ..models import ClassificationModel, build_model
-from ..registry import TASKS
+from ..registry import ADAPTERS, TASKS
 from ._feature_cache import cached_features
 from .build import class_source
 
@@ -34,7 +34,8 @@ OPTIONS = {
     "label_smoothing": Option(0.0, "cross-entropy label smoothing, in [0, 1)"),
     "cache_features": Option(None, "train and evaluate the head on features computed once with the eval "
                                    "transform (no train-time augmentation then); null = true exactly when "
-                                   "model.adapter is frozen. Only allowed with the frozen adapter"),
+                                   "model.adapter leaves the image features unchanged (frozen, coop, "
+                                   "cocoop). Only allowed with such an adapter"),
     "cache_dir": Option(None, "feature cache folder; null = <parent of output_dir>/.feature_cache, shared "
                               "by runs kept side by side"),
     "crop_scale": Option((0.08, 1.0), "train random-resized-crop area range [lo, hi]"),
@@ -152,11 +153,12 @@ def build_classification_task(cfg: RunConfig, *, model: ClassificationModel | No
     A task that extends classification passes its `ClassificationTask` subclass as ``task_cls`` and the
     classification ``options`` it parsed out of its own (``cfg.task_options`` are parsed otherwise)."""
     opts = parse_options("classification", OPTIONS, cfg.task_options) if options is None else dict(options)
-    frozen = cfg.model.adapter == "frozen"
-    cache = frozen if opts["cache_features"] is None else bool(opts["cache_features"])
-    if cache and not frozen:
-        raise ValueError(f"task_options.cache_features=true needs model.adapter=frozen (got "
-                         f"'{cfg.model.adapter}': its features change while training); set it to false.")
+    fixed = not ADAPTERS.get(cfg.model.adapter).changes_image_features  # image features never change
+    cache = fixed if opts["cache_features"] is None else bool(opts["cache_features"])
+    if cache and not fixed:
+        raise ValueError(f"task_options.cache_features=true needs an adapter that leaves the image features "
+                         f"unchanged (frozen, coop, cocoop); '{cfg.model.adapter}' changes them while "
+                         "training. Set it to false.")
     d = cfg.data
     train_set = build_dataset(d, d.train_split, None, "imagefolder") if train else None
     val = build_dataset(d, d.val_split, None, "imagefolder") if d.val_split else None
