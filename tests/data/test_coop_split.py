@@ -52,6 +52,12 @@ def test_reads_every_split_with_the_file_class_names(tmp_path):
     assert tuple(items[0]["image"].shape) == (3, 10, 12)
     absolute = read(tmp_path, "train", split_file=str(tmp_path / "split_zhou_Pets.json"), limit=5)
     assert len(absolute) == 5 and absolute.class_names == NAMES
+    (tmp_path / "names.txt").write_text("Abyssinian cat\nGreat Pyrenees\nSamoyed\n")
+    shown = read(tmp_path, "val", class_names=str(tmp_path / "names.txt"))
+    assert shown.class_names == ["Abyssinian cat", "Great Pyrenees", "Samoyed"] and len(shown) == 3
+    (tmp_path / "names.txt").write_text("Abyssinian cat\n")
+    with pytest.raises(DatasetError, match="lists 1 names but .*split_zhou_Pets.json has 3 classes"):
+        read(tmp_path, "val", class_names=str(tmp_path / "names.txt"))
 
 
 def _broken(tmp_path: Path, edit) -> Path:

@@ -5,7 +5,8 @@ with image paths relative to the image folder. ``data.root`` is that image folde
 ``data.options.split_file`` the JSON (relative to ``data.root`` or absolute), e.g. for Oxford Pets
 ``root: data/oxford_pets/images`` and ``split_file: ../split_zhou_OxfordPets.json``.
 
-``class_names`` come from the file, in label order. The file is checked as a whole, so every split of one
+``class_names`` come from the file, in label order, unless ``data.class_names`` gives a file of display
+names (one per line, in label order). The file is checked as a whole, so every split of one
 file agrees: labels are ``0..C-1`` with none missing, each label has one class name and each name one
 label, in every split; an error names the file, the split and the entry.
 
@@ -21,7 +22,7 @@ from typing import Any
 
 from ..registry import DATASETS
 from .classification import _Classification
-from .images import DatasetError, resolve
+from .images import DatasetError, read_lines, resolve
 
 __all__ = ["CoopSplitDataset", "build_coop_split", "read_split_file"]
 
@@ -89,9 +90,12 @@ class CoopSplitDataset(_Classification):
         if split not in splits:
             raise DatasetError(f"{self.split_file} has no split '{split}' (it has: {', '.join(splits)}); set "
                                "data.train_split / data.val_split to one of those.")
-        if class_names_file:
-            raise DatasetError("data.class_names does not apply to data.format=coop_split: the split file "
-                               "names the classes; leave data.class_names empty.")
+        if class_names_file:  # display names for the prompts, e.g. CoOp's EuroSAT "Annual Crop Land"
+            names = read_lines(resolve(self.root, class_names_file, ""))
+            if len(names) != len(self.class_names):
+                raise DatasetError(f"{class_names_file} lists {len(names)} names but {self.split_file} has "
+                                   f"{len(self.class_names)} classes; give one name per label, in order.")
+            self.class_names = names
         self.samples: list[Any] = [(resolve(self.root, image, ""), label, name)
                                    for image, label, name in splits[split]]
         self._finish(num_classes, f"CoOp split '{split}' of {self.split_file}")
