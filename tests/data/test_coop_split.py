@@ -27,11 +27,11 @@ def write_split(root: Path, per_split=(("train", 4), ("val", 1), ("test", 2))) -
         for path, label, _ in entries:
             (root / "images" / path).parent.mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (12, 10), (80 * label, 20, 40)).save(root / "images" / path)
-    (root / "split_zhou_Pets.json").write_text(json.dumps(data))
+    (root / "split_zhou_OxfordPets.json").write_text(json.dumps(data))
     return data
 
 
-def read(root: Path, split: str, split_file="../split_zhou_Pets.json", **kw):
+def read(root: Path, split: str, split_file="../split_zhou_OxfordPets.json", **kw):
     import_builtins()
     data = DataConfig(root=str(root / "images"), format="coop_split", options={"split_file": split_file},
                       **kw)
@@ -50,13 +50,13 @@ def test_reads_every_split_with_the_file_class_names(tmp_path):
     assert [Path(it["path"]).relative_to(tmp_path / "images").as_posix() for it in items] == [
         e[0] for e in data["test"]]
     assert tuple(items[0]["image"].shape) == (3, 10, 12)
-    absolute = read(tmp_path, "train", split_file=str(tmp_path / "split_zhou_Pets.json"), limit=5)
+    absolute = read(tmp_path, "train", split_file=str(tmp_path / "split_zhou_OxfordPets.json"), limit=5)
     assert len(absolute) == 5 and absolute.class_names == NAMES
     (tmp_path / "names.txt").write_text("Abyssinian cat\nGreat Pyrenees\nSamoyed\n")
     shown = read(tmp_path, "val", class_names=str(tmp_path / "names.txt"))
     assert shown.class_names == ["Abyssinian cat", "Great Pyrenees", "Samoyed"] and len(shown) == 3
     (tmp_path / "names.txt").write_text("Abyssinian cat\n")
-    with pytest.raises(DatasetError, match="lists 1 names but .*split_zhou_Pets.json has 3 classes"):
+    with pytest.raises(DatasetError, match="lists 1 names but .*split_zhou_OxfordPets.json has 3 classes"):
         read(tmp_path, "val", class_names=str(tmp_path / "names.txt"))
 
 
@@ -64,7 +64,7 @@ def _broken(tmp_path: Path, edit) -> Path:
     data = {"train": _entries("train", 2), "test": _entries("test", 1)}
     edit(data)
     (tmp_path / "images").mkdir(exist_ok=True)
-    (tmp_path / "split_zhou_Pets.json").write_text(json.dumps(data))
+    (tmp_path / "split_zhou_OxfordPets.json").write_text(json.dumps(data))
     return tmp_path
 
 
@@ -84,7 +84,7 @@ def test_inconsistent_files_name_the_file_split_and_entry(tmp_path, edit, messag
     root = _broken(tmp_path, edit)
     with pytest.raises(DatasetError, match=message) as info:
         read(root, "train")
-    assert "split_zhou_Pets.json" in str(info.value)
+    assert "split_zhou_OxfordPets.json" in str(info.value)
 
 
 def test_missing_split_file_or_split(tmp_path):
@@ -92,6 +92,21 @@ def test_missing_split_file_or_split(tmp_path):
     with pytest.raises(DatasetError, match=r"has no split 'val' \(it has: train, test\)"):
         read(tmp_path, "val")
     with pytest.raises(DatasetError, match="CoOp split file not found"):
-        read(tmp_path, "train", split_file="split_zhou_Pets.json")  # relative to the image folder
+        read(tmp_path, "train", split_file="split_zhou_OxfordPets.json")  # relative to the image folder
     with pytest.raises(DatasetError, match="needs data.options.split_file"):
         read(tmp_path, "train", split_file="")
+
+
+def test_paper_zeroshot_config_evaluates_a_split_file(tmp_path):
+    """configs/paper/fewshot/oxford_pets/zeroshot.yaml on a tiny split file, with umg:tiny for the weights."""
+    from umgkit.tasks.run import evaluate_saved
+
+    write_split(tmp_path)
+    config = Path(__file__).resolve().parents[2] / "configs/paper/fewshot/oxford_pets/zeroshot.yaml"
+    cfg, metrics = evaluate_saved(config, [
+        "model.backbone=umg:tiny", f"data.root={tmp_path / 'images'}", "data.image_size=32",
+        "data.num_classes=3", "data.num_workers=0", "data.fewshot.classes=novel"])
+    assert (cfg.data.format, cfg.model.head, cfg.model.head_options["templates"]) == (
+        "coop_split", "clip", "dataset:oxford_pets")
+    assert set(metrics) == {"top1", "top5", "mean_class_acc"}
+    assert metrics["top1"] == 1.0  # novel = the last of 3 classes: one class, every image right
