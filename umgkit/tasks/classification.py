@@ -2,7 +2,9 @@
 
 Data: a classification reader (``imagefolder`` by default, ``csv`` via ``data.format``) whose items are
 ``{"image", "label", "path"}`` and which provides ``class_names`` (underscores become spaces in prompts).
-The model is ``backbone (+ adapter) -> encode_image (B, F) -> head -> logits (B, C)``.
+The model is ``backbone (+ adapter) -> encode_image (B, F) -> head -> logits (B, C)``. ``data.fewshot``
+(`umgkit.data.fewshot`) cuts the train split to K shots per class and both splits to the base or novel
+classes; evaluating a model on other classes than its own needs an open-vocabulary head.
 
 Task options (``task_options``): see ``OPTIONS`` below (and docs/config_reference.md).
 """
