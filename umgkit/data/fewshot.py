@@ -18,8 +18,10 @@ labels of the train split, ``K`` and the seed).
   train split, classes only on the val split.
 
 Example:
-    >>> sample_shots([0, 0, 0, 1, 1, 1], shots=1, seed=0)  # doctest: +SKIP
+    >>> sample_shots([0, 0, 0, 1, 1, 1], shots=1, seed=0)
     [1, 5]
+    >>> sample_shots([0, 0, 0, 1, 1, 1], shots=2, seed=0)  # nested: contains the 1-shot sample
+    [0, 1, 4, 5]
 """
 
 from __future__ import annotations
