@@ -24,11 +24,12 @@ def world(tmp_path_factory):
     return out / "imagefolder"
 
 
-def _train(world, out, head: str):
+def _train(world, out, head: str, adapter: str = "frozen", adapter_options=None):
     import_builtins()
     cfg = RunConfig(
         task="classification", output_dir=str(out), seed=0,
-        model=ModelConfig(backbone="umg:tiny", adapter="frozen", head=head,
+        model=ModelConfig(backbone="umg:tiny", adapter=adapter, head=head,
+                          adapter_options=adapter_options or {},
                           head_options={"templates": TEMPLATES} if head == "text_init" else {}),
         data=DataConfig(root=str(world), image_size=32, batch_size=8, val_split="val",
                         fewshot=FewShotConfig(shots=2, classes="base")),
@@ -61,3 +62,15 @@ def test_learned_head_on_novel_classes_is_one_clear_error(world, tmp_path):
         evaluate_saved(run, ["data.fewshot.classes=novel"])
     _, metrics = evaluate_saved(run, ["data.fewshot.classes=base"])
     assert set(metrics) == {"top1", "top5", "mean_class_acc"}
+
+
+def test_coop_prompts_name_the_novel_classes(world, tmp_path):
+    """CoOp's learned context (shared by the classes) with the clip head, trained on base, named novel."""
+    run = _train(world, tmp_path / "run", "clip", adapter="coop", adapter_options={"n_ctx": 4})
+    model = load_model(run, overrides=["data.fewshot.classes=novel"])
+    task = build_task(model.config, model=model, train=False)
+    assert task.model.class_names == task.model.head.class_names == SHAPES[4:]
+    with torch.no_grad():
+        assert tuple(task.model(features=task.val_dataset.features).shape) == (4, 4)
+    _, metrics = evaluate_saved(run, ["data.fewshot.classes=novel"])
+    assert set(metrics) == {"top1", "top5", "mean_class_acc"} and metrics["top5"] == 1.0  # 4 classes
