@@ -2,12 +2,13 @@
 
 from .loader import apply_overrides, config_from_dict, load_config, load_yaml_tree, save_config
 from .options import Option, parse_options
-from .schema import DataConfig, ModelConfig, RunConfig, SynthConfig, TrainConfig
+from .schema import DataConfig, FewShotConfig, ModelConfig, RunConfig, SynthConfig, TrainConfig
 from .validate import ConfigError, from_dict, to_dict
 
 __all__ = [
     "ConfigError",
     "DataConfig",
+    "FewShotConfig",
     "ModelConfig",
     "Option",
     "RunConfig",

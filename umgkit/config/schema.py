@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ModelConfig", "SynthConfig", "DataConfig", "TrainConfig", "RunConfig", "ranged"]
+__all__ = ["ModelConfig", "SynthConfig", "FewShotConfig", "DataConfig", "TrainConfig", "RunConfig", "ranged"]
 
 
 def ranged(default: Any, **bounds: float) -> Any:
@@ -41,6 +41,13 @@ class SynthConfig:
 
 
 @dataclass
+class FewShotConfig:
+    shots: int | None = ranged(None, ge=1)  # K train images per class (seeded sample); null = all
+    seed: int | None = None  # shot sampler seed; null = the run's seed (same images for every method)
+    classes: Literal["all", "base", "novel"] = "all"  # base = first ceil(C/2) classes, novel = the rest
+
+
+@dataclass
 class DataConfig:
     root: str = ""  # dataset folder (layout given by `format`)
     format: str = ""  # dataset reader name from `umgkit list datasets`; empty = the task's default
@@ -56,6 +63,7 @@ class DataConfig:
     limit: int | None = ranged(None, ge=0)  # use only the first N samples of each split (quick runs)
     options: dict[str, Any] = field(default_factory=dict)  # reader-specific options
     synthetic: SynthConfig = field(default_factory=SynthConfig)  # generate the built-in world first
+    fewshot: FewShotConfig = field(default_factory=FewShotConfig)  # K-shot train subset, base/novel classes
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.prompts import dataset_template
 from ..errors import ConfigError
 from ..registry import HEADS
 
@@ -27,6 +28,7 @@ __all__ = ["LinearHead", "LinearOptions", "TextInitHead", "TextInitOptions", "bu
            "build_text_init_head", "feature_dim", "resolve_templates", "text_classifier_weights"]
 
 DEFAULT_LOGIT_SCALE = math.log(1 / 0.07)
+DATASET_PREFIX = "dataset:"  # templates "dataset:<name>": the CoOp prompt of that dataset
 
 
 def feature_dim(backbone: nn.Module) -> int:
@@ -88,8 +90,11 @@ class TextInitHead(nn.Module):
 
 
 def resolve_templates(templates: str | Sequence[str]) -> list[Callable[[str], str]]:
-    """``"openai"`` (CLIP's 80 ImageNet prompts), ``"simple"`` (open_clip's 18), one ``"...{}..."`` string,
-    or a list of such strings -> prompt functions ``name -> text``."""
+    """``"openai"`` (CLIP's 80 ImageNet prompts), ``"simple"`` (open_clip's 18), ``"dataset:<name>"`` (the
+    CoOp protocol's one prompt of that dataset, `umgkit.data.prompts`), one ``"...{}..."`` string, or a
+    list of such strings -> prompt functions ``name -> text``."""
+    if isinstance(templates, str) and templates.startswith(DATASET_PREFIX):
+        templates = dataset_template(templates[len(DATASET_PREFIX):])
     if isinstance(templates, str) and templates in ("openai", "simple"):
         from open_clip import zero_shot_metadata as meta
 
@@ -98,8 +103,9 @@ def resolve_templates(templates: str | Sequence[str]) -> list[Callable[[str], st
     items = [templates] if isinstance(templates, str) else list(templates)
     bad = [t for t in items if not isinstance(t, str) or "{}" not in t]
     if bad or not items:
-        raise ConfigError(f"head_options.templates={templates!r}: use 'openai', 'simple', or prompt strings "
-                          "containing '{}' for the class name, e.g. 'a photo of a {}.'.")
+        raise ConfigError(f"head_options.templates={templates!r}: use 'openai', 'simple', 'dataset:<name>' "
+                          "(e.g. dataset:oxford_pets), or prompt strings containing '{}' for the class name, "
+                          "e.g. 'a photo of a {}.'.")
     return [lambda c, t=t: t.format(c) for t in items]
 
 
@@ -138,7 +144,7 @@ class LinearOptions:
 
 @dataclass
 class TextInitOptions:
-    templates: str | tuple[str, ...] = "simple"  # "openai" (80 prompts), "simple" (18), or prompts with {}
+    templates: str | tuple[str, ...] = "simple"  # openai (80), simple (18), dataset:<name>, or {} prompts
     logit_scale: float | str | None = None  # log inverse temperature; null = ln(1/0.07), "backbone" = its own
     learn_scale: bool = True  # train logit_scale with the class rows (false keeps it fixed)
 

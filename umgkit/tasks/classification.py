@@ -2,7 +2,9 @@
 
 Data: a classification reader (``imagefolder`` by default, ``csv`` via ``data.format``) whose items are
 ``{"image", "label", "path"}`` and which provides ``class_names`` (underscores become spaces in prompts).
-The model is ``backbone (+ adapter) -> encode_image (B, F) -> head -> logits (B, C)``.
+The model is ``backbone (+ adapter) -> encode_image (B, F) -> head -> logits (B, C)``. ``data.fewshot``
+(`umgkit.data.fewshot`) cuts the train split to K shots per class and both splits to the base or novel
+classes; evaluating a model on other classes than its own needs an open-vocabulary head.
 
 Task options (``task_options``): see ``OPTIONS`` below (and docs/config_reference.md).
 """
@@ -20,6 +22,7 @@ from torch.utils.data import Dataset
 from ..config import ConfigError, Option, RunConfig, parse_options
 from ..data.build import build_dataset
 from ..data.collate import collate_dicts
+from ..data.fewshot import fewshot_splits
 from ..data.transforms import build_transforms
 from ..metrics.classification import classification_metrics, confusion_matrix
 from ..models import ClassificationModel, build_model
@@ -27,7 +30,7 @@ from ..registry import ADAPTERS, TASKS
 from ._feature_cache import cached_features
 from .build import class_source
 
-__all__ = ["OPTIONS", "ClassificationTask", "build_classification_task", "plot_confusion"]
+__all__ = ["OPTIONS", "ClassificationTask", "build_classification_task", "plot_confusion", "use_val_classes"]
 
 OPTIONS = {
     "label_smoothing": Option(0.0, "cross-entropy label smoothing, in [0, 1)"),
@@ -125,6 +128,23 @@ class ClassificationTask:
         return [plot_confusion(conf.cpu(), self.class_names, Path(out_dir) / "confusion.png")]
 
 
+def use_val_classes(model: ClassificationModel, val_names: list[str], fewshot_classes: str) -> None:
+    """Evaluate on the val set's classes: an open-vocabulary head re-encodes ``val_names`` when they differ
+    from the model's (e.g. the novel classes of a model trained on the base ones); a learned head cannot
+    name classes it was not trained on, so a few-shot class split other than its own is an error."""
+    if val_names == list(model.class_names):
+        return
+    if model.open_vocabulary:
+        model.set_class_names(val_names)
+    elif fewshot_classes != "all":
+        shown = ", ".join(val_names[:5]) + (", ..." if len(val_names) > 5 else "")
+        raise ConfigError(f"the val set's {fewshot_classes} classes ({shown}) are not the "
+                          f"{len(model.class_names)} classes this model's learned (closed-vocabulary) "
+                          "head was trained on; evaluate other classes with an open-vocabulary head (e.g. "
+                          "model.head=text_init), or set data.fewshot.classes as it was in training.",
+                          key="data.fewshot.classes")
+
+
 @TASKS.register("classification")
 def build_classification_task(cfg: RunConfig, *, model: ClassificationModel | None = None,
                               train: bool = True, task_cls: type[ClassificationTask] = ClassificationTask,
@@ -144,12 +164,15 @@ def build_classification_task(cfg: RunConfig, *, model: ClassificationModel | No
     d = cfg.data
     train_set = build_dataset(d, d.train_split, None, "imagefolder") if train else None
     val = build_dataset(d, d.val_split, None, "imagefolder") if d.val_split else None
+    train_set, val = fewshot_splits(d.fewshot, cfg.seed, train_set, val)  # data.fewshot: shots, classes
     if model is None:
         names = list(getattr(class_source(cfg, train_set, val), "class_names", []))
         if not names:
             raise ConfigError(f"the {d.train_split if train else d.val_split} split of {d.root} has no "
                               "class_names; classification needs them.")
         model = build_model(cfg, names)
+    if val is not None and not train:  # evaluation: the val set's classes (e.g. novel ones)
+        use_val_classes(model, list(val.class_names), d.fewshot.classes)
     names = list(model.class_names)
     for split, ds in ((d.train_split, train_set), (d.val_split, val)):
         if ds is not None and len(getattr(ds, "class_names", names)) != len(names):
