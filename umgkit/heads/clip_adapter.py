@@ -79,7 +79,7 @@ class ClipAdapterOptions:
     ratio: float = 0.2  # residual blend: ratio * MLP(f) + (1 - ratio) * f (0 = zero-shot)
     on: str = "image"  # where the residual MLP acts: image, text (the class rows) or both (two MLPs)
     templates: str | tuple[str, ...] = "simple"  # "openai" (80 prompts), "simple" (18), or prompts with {}
-    logit_scale: float | str | None = "backbone"  # fixed log inverse temperature; "backbone" / null = ln 100
+    logit_scale: float | str | None = "backbone"  # fixed; "backbone" = its own (else ln 100), null = ln 100
 
 
 @HEADS.register("clip_adapter", tasks=("classification",), options=ClipAdapterOptions)

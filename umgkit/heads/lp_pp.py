@@ -66,7 +66,7 @@ class LPPlusPlusHead(nn.Module):
 @dataclass
 class LPPlusPlusOptions:
     templates: str | tuple[str, ...] = "simple"  # "openai" (80 prompts), "simple" (18), or prompts with {}
-    logit_scale: float | str | None = "backbone"  # fixed log inverse temperature; "backbone" / null = ln 100
+    logit_scale: float | str | None = "backbone"  # fixed; "backbone" = its own (else ln 100), null = ln 100
 
 
 @HEADS.register("lp_pp", tasks=("classification",), options=LPPlusPlusOptions)

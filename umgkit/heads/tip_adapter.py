@@ -104,7 +104,7 @@ class TipAdapterOptions:
     alpha: float = 1.0  # weight of the cache logits against zero-shot (0 = zero-shot CLIP)
     beta: float = 5.5  # sharpness of the key affinities exp(-beta * (1 - cos))
     templates: str | tuple[str, ...] = "simple"  # "openai" (80 prompts), "simple" (18), or prompts with {}
-    logit_scale: float | str | None = "backbone"  # fixed log inverse temperature; "backbone" / null = ln 100
+    logit_scale: float | str | None = "backbone"  # fixed; "backbone" = its own (else ln 100), null = ln 100
 
 
 def _build(name: str, train_keys: bool, backbone: nn.Module, num_classes: int,
