@@ -246,3 +246,16 @@ def test_without_the_feature_cache_the_cache_comes_from_one_eval_pass_of_the_bac
     assert "RandomResizedCrop" in repr(live.train_dataset.transform)  # training still augments
     assert torch.allclose(live.model.head.keys, cached.model.head.keys, atol=1e-6)
     assert torch.equal(live.model.head.labels, cached.model.head.labels)
+
+
+def test_a_resumed_tip_adapter_f_run_ends_with_the_keys_of_an_uninterrupted_one(world, tmp_path):
+    import shutil
+
+    from umgkit.tasks.run import train_and_save
+
+    cfg = _run_cfg(world, tmp_path / "run", "tip_adapter_f", max_steps=4, save_every=2)
+    whole = train_and_save(cfg)[0].model.head.keys.detach().cpu().clone()
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "step_0000004")
+    cfg.train.resume = "auto"
+    resumed = train_and_save(cfg)[0].model.head.keys.detach().cpu()
+    assert torch.equal(resumed, whole)

@@ -79,8 +79,10 @@ class TipAdapterHead(nn.Module):
 
     def fit_state_shapes(self, tensors: dict[str, torch.Tensor]) -> None:
         """Resize the cache to the saved one (``keys``, ``labels`` in ``tensors``, named relative to this
-        head) so that the saved tensors can be copied in by name."""
-        if "keys" in tensors and "labels" in tensors:
+        head) so that the saved tensors can be copied in by name. A cache of that size already is kept as
+        it is: a resumed run's optimizer holds its keys parameter."""
+        if "keys" in tensors and "labels" in tensors and (
+                tensors["keys"].shape != self.keys.shape or tensors["labels"].shape != self.labels.shape):
             self._set_cache(torch.zeros_like(tensors["keys"], dtype=torch.float32),
                             torch.zeros_like(tensors["labels"], dtype=torch.long))
 
