@@ -100,8 +100,15 @@ def head_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     head = getattr(model, "head", None)
     if not isinstance(head, torch.nn.Module):
         return {}
-    params = {n for n, _ in head.named_parameters()}
-    return {f"head.{n}": t for n, t in head.state_dict(keep_vars=True).items() if n not in params}
+    # Every name of a parameter a head registers twice (a module shared by two parents) is a parameter;
+    # a buffer registered under two names is kept once, under its first.
+    params = {n for n, _ in head.named_parameters(remove_duplicate=False)}
+    out, seen = {}, set()
+    for name, tensor in head.state_dict(keep_vars=True).items():
+        if name not in params and id(tensor) not in seen:
+            seen.add(id(tensor))
+            out[f"head.{name}"] = tensor
+    return out
 
 
 def fit_data_sized_state(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:

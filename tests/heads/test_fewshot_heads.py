@@ -259,3 +259,20 @@ def test_a_resumed_tip_adapter_f_run_ends_with_the_keys_of_an_uninterrupted_one(
     cfg.train.resume = "auto"
     resumed = train_and_save(cfg)[0].model.head.keys.detach().cpu()
     assert torch.equal(resumed, whole)
+
+
+def test_head_buffers_are_the_persistent_buffers_only_once_each():
+    from torch import nn
+
+    from umgkit._tensors import head_buffers
+
+    shared = nn.Linear(2, 2)
+    head = nn.Module()
+    head.a, head.b = shared, shared  # one module under two names: its parameters are no buffers
+    head.register_buffer("cache", torch.ones(3))
+    head.register_buffer("text", torch.ones(2), persistent=False)
+    head.c = nn.Module()
+    head.c.register_buffer("again", head.cache)  # a buffer under two names is stored once
+    model = nn.Module()
+    model.head = head
+    assert list(head_buffers(model)) == ["head.cache"]
