@@ -276,3 +276,20 @@ def test_head_buffers_are_the_persistent_buffers_only_once_each():
     model = nn.Module()
     model.head = head
     assert list(head_buffers(model)) == ["head.cache"]
+
+
+def test_cli_train_of_tip_adapter_then_predict_with_other_names_is_one_error(world, tmp_path, capsys):
+    from umgkit.cli import main
+    from umgkit.config import save_config
+
+    run = tmp_path / "cli"
+    save_config(_run_cfg(world, run, "tip_adapter"), tmp_path / "tip.yaml")
+    assert main(["train", str(tmp_path / "tip.yaml")]) == 0
+    assert (run / "model" / "head.safetensors").is_file()
+    image = next(p for p in sorted(world.rglob("*.png")))
+    names = json.loads((run / "model" / "class_names.json").read_text())
+    capsys.readouterr()
+    assert main(["predict", str(run), str(image), "--out", str(tmp_path / "a")]) == 0
+    other = ",".join(f"class {i}" for i in range(len(names)))
+    assert main(["predict", str(run), str(image), "--classes", other, "--out", str(tmp_path / "b")]) == 2
+    assert "head 'tip_adapter' holds rows fitted to the training images" in capsys.readouterr().err
