@@ -19,7 +19,8 @@ import torch
 
 from .errors import UmgkitError, WeightsError
 
-__all__ = ["copy_named", "read_safetensors", "read_torch_file", "reading_weights"]
+__all__ = ["copy_named", "fit_data_sized_state", "head_buffers", "read_safetensors", "read_torch_file",
+           "reading_weights"]
 
 
 def read_safetensors(path: str | os.PathLike, *, fix: str = "") -> dict[str, torch.Tensor]:
@@ -90,6 +91,35 @@ def copy_named(params: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.T
     with torch.no_grad():
         for name, param in params.items():
             param.copy_(tensors[name])
+
+
+def head_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The persistent buffers of ``model.head`` by their names in ``model`` (``head.<name>``): state a head
+    holds without training it (Tip-Adapter's cache). Non-persistent buffers (text rows re-encoded at build
+    time) and the backbone's are left out; {} when there is no head or it has none."""
+    head = getattr(model, "head", None)
+    if not isinstance(head, torch.nn.Module):
+        return {}
+    # Every name of a parameter a head registers twice (a module shared by two parents) is a parameter;
+    # a buffer registered under two names is kept once, under its first.
+    params = {n for n, _ in head.named_parameters(remove_duplicate=False)}
+    out, seen = {}, set()
+    for name, tensor in head.state_dict(keep_vars=True).items():
+        if name not in params and id(tensor) not in seen:
+            seen.add(id(tensor))
+            out[f"head.{name}"] = tensor
+    return out
+
+
+def fit_data_sized_state(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Let each submodule with a ``fit_state_shapes(tensors)`` hook resize its state to the saved ``tensors``
+    (named relative to that submodule) before they are copied in by name: a head whose rows come from data
+    (N cached training features) is built empty and only learns N from what was saved."""
+    for name, module in model.named_modules():
+        hook = getattr(module, "fit_state_shapes", None)
+        if callable(hook):
+            prefix = f"{name}." if name else ""
+            hook({k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)})
 
 
 def _few(names: list[str], limit: int = 5) -> str:

@@ -24,6 +24,8 @@ import_builtins()
 
 SERVES = {"linear": ("classification",), "text_init": ("classification",), "clip": ("classification",),
           "contrastive": ("retrieval",),
+          "tip_adapter": ("classification",), "tip_adapter_f": ("classification",),
+          "clip_adapter": ("classification",), "lp_pp": ("classification",),
           "semantic_fpn": ("semantic",), "semantic_uper": ("semantic",), "pixel_text": ("semantic",),
           "mask2former": ("panoptic",), "vitdet_rcnn": ("detection",)}
 CONSTRUCTOR = {"linear": LinearHead, "clip": CLIPHead, "contrastive": ContrastiveHead,
@@ -41,7 +43,8 @@ def test_every_builtin_head_declares_its_tasks():
     assert {n: HEADS.tasks(n) for n in builtin_heads()} == SERVES
     builtin = set(builtin_heads())  # other tests register heads of their own in this process
     classification = [n for n in HEADS.serving("classification") if n in builtin]
-    assert classification == ["clip", "linear", "text_init"]
+    assert classification == ["clip", "clip_adapter", "linear", "lp_pp", "text_init", "tip_adapter",
+                              "tip_adapter_f"]
     assert [n for n in HEADS.serving("semantic") if n in builtin] == ["pixel_text", "semantic_fpn",
                                                                       "semantic_uper"]
     assert dict(HEADS.describe())["mask2former"].startswith("[panoptic] Mask2Former head")
@@ -67,5 +70,6 @@ def test_a_mismatched_head_in_a_python_config_fails_when_the_model_is_built():
 
     cfg = RunConfig(task="classification", model=ModelConfig(backbone="umg:tiny", head="semantic_fpn"))
     with pytest.raises(ConfigError, match="model.head: head 'semantic_fpn' serves task semantic, not "
-                                          "'classification'. Heads for classification: linear, text_init;"):
+                                          "'classification'. Heads for classification: clip_adapter, linear, "
+                                          "lp_pp, text_init, tip_adapter, tip_adapter_f;"):
         build_model(cfg, ["a", "b"])

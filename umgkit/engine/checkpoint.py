@@ -7,6 +7,8 @@ Layout of ``<output_dir>/checkpoints/step_0000120/``::
     optimizer.json           param_groups and any non-tensor per-parameter state
     scheduler.json           the LR scheduler's state_dict (plus the fp16 grad scaler's, if any)
     trainer_state.json       step, epoch, batches consumed in the epoch, skipped-sample counts, batch layout
+    head_buffers.safetensors only for a head with persistent buffers (a few-shot cache such as Tip-Adapter's
+                             keys and labels): state that is not trained but makes the predictions
     accelerate/              under FSDP / DeepSpeed only: Accelerate's save_state (model shards as
                              safetensors, optimizer shards) in place of optimizer.*; trainable.safetensors
                              then holds the full trainable tensors gathered on the main process
@@ -41,13 +43,14 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .._io import file_sha256
-from .._tensors import copy_named, read_safetensors
+from .._tensors import copy_named, fit_data_sized_state, head_buffers, read_safetensors
 from ..errors import CheckpointError
 from ._seed import capture_rng_state, restore_rng_state
 from .strategy import sharded_state, strategy_name
 
 __all__ = [
     "COMPLETE_MARKER",
+    "HEAD_BUFFERS",
     "save_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
@@ -75,6 +78,7 @@ _REQUIRED = ("trainable.safetensors", "optimizer.safetensors", "optimizer.json",
              "trainer_state.json")
 SHARDED_DIR = "accelerate"  # Accelerate's save_state under FSDP / DeepSpeed (model and optimizer shards)
 _REQUIRED_SHARDED = ("trainable.safetensors", "scheduler.json", "trainer_state.json")
+HEAD_BUFFERS = "head_buffers.safetensors"  # optional: the head's persistent buffers (`head_buffers`)
 
 
 def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -203,6 +207,10 @@ def save_checkpoint(accelerator: Any, root: str | os.PathLike, *, step: int, mod
             _write_json(tmp / f"rng_rank{rank}.json", rng_data)
         if not sharded:
             trainable = trainable_state_dict(accelerator.unwrap_model(model))
+        buffers = head_buffers(accelerator.unwrap_model(model))
+        buffers = {n: t.detach().cpu().contiguous() for n, t in buffers.items()}
+        if buffers:
+            save_file(buffers, str(tmp / HEAD_BUFFERS))
         sched = {"scheduler": json_ready(scheduler.state_dict())}
         if getattr(accelerator, "scaler", None) is not None:
             sched["grad_scaler"] = json_ready(accelerator.scaler.state_dict())
@@ -267,7 +275,14 @@ def restore_state_files(path: str | os.PathLike, *, model: nn.Module,
 
 def _restore_weights_and_optimizer(path: Path, model: nn.Module,
                                    optimizer: torch.optim.Optimizer | None) -> None:
-    copy_trainable_tensors(model, read_safetensors(path / "trainable.safetensors"), path)
+    tensors = read_safetensors(path / "trainable.safetensors")
+    buffers = read_safetensors(path / HEAD_BUFFERS) if (path / HEAD_BUFFERS).is_file() else {}
+    fit_data_sized_state(model, {**tensors, **buffers})  # a few-shot cache takes its saved size first
+    copy_trainable_tensors(model, tensors, path)
+    if buffers or head_buffers(model):
+        copy_named(head_buffers(model), buffers, source=str(path / HEAD_BUFFERS),
+                   fix="Load it into a model built with the head config it was written with.",
+                   error=CheckpointError)
     if optimizer is not None:
         optimizer.load_state_dict(join_optimizer_state(read_safetensors(path / "optimizer.safetensors"),
                                                        _read_json(path / "optimizer.json")))

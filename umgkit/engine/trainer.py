@@ -74,14 +74,25 @@ class Trainer(Resuming):
         acc.wait_for_everyone()
 
         prepare_model(task.model, acc, cfg)  # fp32 trainables, FSDP units, DeepSpeed clipping check
-        optimizer = build_optimizer(task.model, lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas)
+        # A training-free model (a frozen backbone with Tip-Adapter's cache) has nothing to optimize: the run
+        # takes no step and is evaluated (and saved) as the task built it.
+        self.trains = any(p.requires_grad for p in task.model.parameters())
+        if not self.trains:
+            self._say("nothing trains: the model has no trainable parameter (a training-free head); the run "
+                      "takes no step and evaluates the model as built")
         train_loader, val_loader = self._build_loaders()
         self.streaming = isinstance(task.train_dataset, IterableDataset)
-        to_prepare = (task.model, optimizer) + (() if self.streaming else (train_loader,))
+        # DDP refuses a module without trainable parameters: a training-free one is only moved to the device.
+        fitted = (task.model, build_optimizer(task.model, lr=tc.lr, weight_decay=tc.weight_decay,
+                                              betas=tc.betas)) if self.trains else ()
+        to_prepare = fitted + (() if self.streaming else (train_loader,))
         prepared = list(acc.prepare(*to_prepare, *(() if val_loader is None else (val_loader,))))
-        self.model, self.optimizer = prepared[0], prepared[1]
+        if self.trains:
+            self.model, self.optimizer = prepared[0], prepared[1]
+        else:
+            self.model, self.optimizer = task.model.to(acc.device), None
         # A stream reads its own shards on each process: it is not resharded by Accelerate.
-        self.train_loader = train_loader if self.streaming else prepared[2]
+        self.train_loader = train_loader if self.streaming else prepared[len(fitted)]
         self.val_loader = None if val_loader is None else prepared[-1]
         if val_loader is None and not cfg.data.val_split:
             self._say("data.val_split is empty: training without evaluation; the run ends with no metrics",
@@ -91,7 +102,7 @@ class Trainer(Resuming):
                 cfg.data.batch_size, acc.num_processes, cfg.data.num_workers)
         else:
             self.batches_per_epoch = len(self.train_loader)
-        if self.batches_per_epoch == 0:
+        if self.batches_per_epoch == 0 and self.trains:
             size = task.train_dataset.num_samples if self.streaming else len(task.train_dataset)
             raise DatasetError(
                 f"the train split '{cfg.data.train_split}' of {cfg.data.root} has {size} "
@@ -99,8 +110,10 @@ class Trainer(Resuming):
                 f"{acc.num_processes} processes); lower data.batch_size or add data.")
         self.steps_per_epoch = -(-self.batches_per_epoch // tc.grad_accum)
         self.total_steps = tc.max_steps if tc.max_steps > 0 else tc.epochs * self.steps_per_epoch
+        self.total_steps = self.total_steps if self.trains else 0
         self.scheduler = build_scheduler(self.optimizer, total_steps=self.total_steps,
-                                         warmup_steps=tc.warmup_steps, min_lr_ratio=tc.min_lr_ratio)
+                                         warmup_steps=tc.warmup_steps, min_lr_ratio=tc.min_lr_ratio
+                                         ) if self.trains else None
         self._trainable = [p for p in self.model.parameters() if p.requires_grad]
         self._step_keys: tuple[str, ...] = ()  # keys training_step returns, reused for empty batches
         self._last_batch: Any = None  # stands in for a batch of skipped samples (see _step_output)
@@ -132,7 +145,7 @@ class Trainer(Resuming):
             self.model.train()
             while self.step < self.total_steps:
                 self._train_epoch(bar)
-            if self._last_saved != self.step:
+            if self._last_saved != self.step and self.trains:
                 self._save()  # before the report below, so the checkpoint keeps the mid-epoch position
             if self.batches_in_epoch > 0:  # max_steps stopped mid-epoch: report what that part skipped
                 self._end_epoch(partial=True)

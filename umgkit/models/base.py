@@ -23,9 +23,12 @@ from .inputs import PredictInput, PredictRequest
 from .preprocess import Preprocess
 from .results import Prediction
 
-__all__ = ["TaskModel", "OPEN_VOCAB_KINDS", "inference_options"]
+__all__ = ["TaskModel", "OPEN_VOCAB_KINDS", "FIXED_VOCAB_KINDS", "inference_options"]
 
 OPEN_VOCAB_KINDS = ("open_vocab", "region_embed", "text_init", "pixel_text", "clip")
+# Rows fitted to the training images of their own classes (Tip-Adapter's cache, LP++'s prototypes): the
+# head's own set_class_names refuses other names, even as a relabelling.
+FIXED_VOCAB_KINDS = ("few_shot",)
 
 
 def inference_options(declared: Mapping[str, Option], given: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -107,6 +110,8 @@ class TaskModel(nn.Module):
             raise ModelError(f"class names {names!r}: give at least one non-empty name.")
         if names == self.class_names:
             return
+        if self.classifier_kind in FIXED_VOCAB_KINDS:
+            self.head.set_class_names(names)  # raises ModelError: its rows belong to its own classes
         if not self.open_vocabulary:
             self._relabel(names)
             return

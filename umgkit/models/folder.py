@@ -6,7 +6,8 @@ Layout of ``OUTPUT_DIR/model/``::
     class_names.json    the label names, in label order (tasks with classes)
     preprocess.json     input size, mean / std, resize policy and the task's inference options
     adapter/            the adapter's own weights (peft's format for the peft family; see umgkit.adapters)
-    head.safetensors    the head and every other trainable weight that is not the adapter's
+    head.safetensors    the head and every other trainable weight that is not the adapter's, plus the
+                        head's persistent buffers (a few-shot cache: Tip-Adapter's keys and labels)
     model.json          task, backbone reference (+ sha256), adapter, per-class metadata, metrics, complete
     README.md           model card with a Hugging Face YAML header
 
@@ -29,7 +30,7 @@ import torch
 from safetensors.torch import save_file
 
 from .._io import atomic_write, atomic_write_text, file_sha256
-from .._tensors import copy_named, read_safetensors, reading_weights
+from .._tensors import copy_named, fit_data_sized_state, head_buffers, read_safetensors, reading_weights
 from ..errors import ConfigError, ModelError
 from .base import TaskModel
 from .source import MODEL_DIR, ModelSource, resolve_model_source
@@ -115,7 +116,7 @@ def save_model_folder(model: TaskModel, directory: str | os.PathLike, *,
     out.mkdir(parents=True, exist_ok=True)
     if model.adapter is not None:
         save_adapter(model.backbone, model.adapter, out / _ADAPTER)
-    head = {n: p.detach().cpu().contiguous() for n, p in _non_adapter_trainable(model).items()}
+    head = {n: p.detach().cpu().contiguous() for n, p in _head_state(model).items()}
     atomic_write(out / _HEAD, lambda tmp: save_file(head, tmp, metadata={"format": "pt"}))
     write_model_metadata(model, out, complete=False, metrics=metrics)
     write_model_card(out)
@@ -123,6 +124,12 @@ def save_model_folder(model: TaskModel, directory: str | os.PathLike, *,
     info["complete"] = True  # written last: a folder without it is never loaded as a model
     atomic_write_text(out / "model.json", json.dumps(info, indent=1) + "\n")
     return out
+
+
+def _head_state(model: TaskModel) -> dict[str, torch.Tensor]:
+    """What head.safetensors holds: every trainable weight outside the adapter, and the head's persistent
+    buffers (state a training-free head fills from data, e.g. Tip-Adapter's cache; other heads have none)."""
+    return {**_non_adapter_trainable(model), **head_buffers(model)}
 
 
 def _non_adapter_trainable(model: TaskModel) -> dict[str, torch.nn.Parameter]:
@@ -196,7 +203,9 @@ def _load_folder_weights(model: TaskModel, folder: Path) -> None:
                              f"builds {model.adapter.method} {model.adapter.options}; restore the folder's "
                              "config.yaml (or drop the model.adapter overrides).")
         model.adapter.load_adapter_state_dict(model.backbone, _read_tensors(adapter_dir / WEIGHTS_NAME))
-    copy_named(_non_adapter_trainable(model), _read_tensors(folder / _HEAD), source=str(folder / _HEAD),
+    tensors = _read_tensors(folder / _HEAD)
+    fit_data_sized_state(model, tensors)  # a data-sized head (N cached rows) takes the saved N first
+    copy_named(_head_state(model), tensors, source=str(folder / _HEAD),
                fix=f"Load it with the config it was saved with ({folder / 'config.yaml'}).", error=ModelError)
 
 
@@ -205,8 +214,15 @@ def _load_checkpoint_weights(model: TaskModel, checkpoint: Path) -> None:
     if not (checkpoint / "complete").is_file() or not path.is_file():
         raise ModelError(f"{checkpoint} is not a complete checkpoint (no 'complete' marker or no "
                          "trainable.safetensors): it was interrupted while saving. Use an earlier step_*.")
-    copy_named({n: p for n, p in model.named_parameters() if p.requires_grad}, _read_tensors(path),
-               source=str(path), fix="Evaluate it with the config of its own run.", error=ModelError)
+    from ..engine.checkpoint import HEAD_BUFFERS
+
+    tensors = _read_tensors(path)
+    buffers = _read_tensors(checkpoint / HEAD_BUFFERS) if (checkpoint / HEAD_BUFFERS).is_file() else {}
+    fit_data_sized_state(model, {**tensors, **buffers})
+    fix = "Evaluate it with the config of its own run."
+    copy_named({n: p for n, p in model.named_parameters() if p.requires_grad}, tensors,
+               source=str(path), fix=fix, error=ModelError)
+    copy_named(head_buffers(model), buffers, source=str(checkpoint / HEAD_BUFFERS), fix=fix, error=ModelError)
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:

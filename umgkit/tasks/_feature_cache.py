@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.collate import collate_dicts
 
-__all__ = ["FeatureDataset", "cache_fingerprint", "cached_features", "SHARD_SIZE"]
+__all__ = ["FeatureDataset", "cache_fingerprint", "cached_features", "compute_features", "SHARD_SIZE"]
 
 SHARD_SIZE = 8192  # rows per safetensors shard (8192 x 768 float32 = 24 MB)
 
@@ -108,8 +108,9 @@ def _load(entry: Path, digest: str, class_names: list[str]) -> FeatureDataset | 
 
 
 @torch.no_grad()
-def _compute(backbone: nn.Module, dataset: Dataset, batch_size: int, device: torch.device
+def compute_features(backbone: nn.Module, dataset: Dataset, batch_size: int, device: torch.device
              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features (N, F) float32, labels (N,) int64)`` of ``dataset`` in order, in eval mode, no grad."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_dicts)
     was_training = backbone.training
     backbone.eval()
@@ -142,7 +143,7 @@ def cached_features(backbone: nn.Module, dataset: Dataset, *, backbone_name: str
     hit = _load(entry, digest, class_names) if entry.is_dir() else None
     if hit is not None:
         return hit
-    feats, labels = _compute(backbone, dataset, batch_size, torch.device(device))
+    feats, labels = compute_features(backbone, dataset, batch_size, torch.device(device))
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:

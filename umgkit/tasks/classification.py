@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from ..config import ConfigError, Option, RunConfig, parse_options
 from ..data.build import build_dataset
@@ -27,10 +27,11 @@ from ..data.transforms import build_transforms
 from ..metrics.classification import classification_metrics, confusion_matrix
 from ..models import ClassificationModel, build_model
 from ..registry import ADAPTERS, TASKS
-from ._feature_cache import cached_features
+from ._feature_cache import FeatureDataset, cached_features, compute_features
 from .build import class_source
 
-__all__ = ["OPTIONS", "ClassificationTask", "build_classification_task", "plot_confusion", "use_val_classes"]
+__all__ = ["OPTIONS", "ClassificationTask", "build_classification_task", "init_head_from_data",
+           "plot_confusion", "use_val_classes"]
 
 OPTIONS = {
     "label_smoothing": Option(0.0, "cross-entropy label smoothing, in [0, 1)"),
@@ -44,6 +45,33 @@ OPTIONS = {
     "hflip": Option(0.5, "train horizontal-flip probability"),
 }
 
+
+
+def init_head_from_data(model: ClassificationModel, train_set: Dataset, eval_transform: Any, *,
+                        batch_size: int) -> None:
+    """Give a head with ``init_from_features(features (N, F), labels (N,))`` (Tip-Adapter's cache, LP++'s
+    class means) the train split's features under the eval transform (no augmentation): the cached ones
+    when ``train_set`` is the feature cache, else one no-grad pass of the backbone in eval mode."""
+    init = getattr(model.head, "init_from_features", None)
+    if init is None:
+        return
+    if isinstance(train_set, FeatureDataset):
+        init(train_set.features, train_set.labels)
+        return
+    if isinstance(train_set, IterableDataset):
+        raise ConfigError(f"head '{model.config.model.head if model.config else ''}' fills its rows from the "
+                          "train split, which needs a map-style reader; use data.format=imagefolder or csv.")
+    from accelerate import PartialState
+
+    device = PartialState().device
+    augment, train_set.transform = train_set.transform, eval_transform
+    backbone = model.backbone.to(device)
+    try:
+        features, labels = compute_features(backbone, train_set, batch_size, device)
+    finally:
+        train_set.transform = augment
+        backbone.to("cpu")
+    init(features, labels)
 
 
 def _logits(model: nn.Module, batch: dict) -> torch.Tensor:
@@ -165,6 +193,7 @@ def build_classification_task(cfg: RunConfig, *, model: ClassificationModel | No
     train_set = build_dataset(d, d.train_split, None, "imagefolder") if train else None
     val = build_dataset(d, d.val_split, None, "imagefolder") if d.val_split else None
     train_set, val = fewshot_splits(d.fewshot, cfg.seed, train_set, val)  # data.fewshot: shots, classes
+    fresh = model is None
     if model is None:
         names = list(getattr(class_source(cfg, train_set, val), "class_names", []))
         if not names:
@@ -200,5 +229,7 @@ def build_classification_task(cfg: RunConfig, *, model: ClassificationModel | No
             train_set = cached_features(backbone, train_set, **common) if train_set is not None else None
             val = cached_features(backbone, val, **common) if val is not None else None
         backbone.to("cpu")
+    if fresh and train_set is not None:
+        init_head_from_data(model, train_set, eval_tf, batch_size=d.eval_batch_size or d.batch_size)
     return task_cls(model=model, train_dataset=train_set, val_dataset=val, class_names=names,
                     label_smoothing=opts["label_smoothing"])

@@ -44,7 +44,7 @@ def _full_model(trainer: Trainer, cfg: Any) -> TaskModel | None:
     Under FSDP or ZeRO-3 a process holds only shards of the weights: the trainable ones are gathered and
     copied into a model rebuilt from the config (frozen weights load from their file again).
     """
-    from .._tensors import copy_named
+    from .._tensors import copy_named, fit_data_sized_state, head_buffers
     from ..engine.strategy import shards_parameters
     from ..models import build_model
 
@@ -57,8 +57,12 @@ def _full_model(trainer: Trainer, cfg: Any) -> TaskModel | None:
         return None
     model = build_model(cfg, trained.class_names, thing_classes=trained.thing_classes,
                         category_ids=trained.category_ids)
+    buffers = {n: t.detach().cpu() for n, t in head_buffers(trained).items()}  # not sharded: whole here
+    fit_data_sized_state(model, {**full, **buffers})  # a few-shot cache: the rebuilt head starts empty
+    fix = "This is a bug: the rebuilt model differs from the trained one."
     copy_named({n: p for n, p in model.named_parameters() if p.requires_grad}, full, source="the run",
-               fix="This is a bug: the rebuilt model differs from the trained one.")
+               fix=fix)
+    copy_named(head_buffers(model), buffers, source="the run", fix=fix)
     return model
 
 
