@@ -45,8 +45,8 @@ def _run(method: str, overrides: list[str], out: Path) -> tuple[float, float]:
     if method == "zeroshot":
         _, metrics = evaluate_saved(CONFIGS / "zeroshot.yaml", overrides)
     else:
-        cfg = load_config(CONFIGS / f"{method}.yaml", [*overrides, f"output_dir={out}", "train.overwrite=true",
-                                                        "train.progress=false"])
+        extra = [f"output_dir={out}", "train.overwrite=true", "train.progress=false"]
+        cfg = load_config(CONFIGS / f"{method}.yaml", [*overrides, *extra])
         _, metrics = train_and_save(cfg)
     return _top1(metrics), time.perf_counter() - start
 
@@ -87,8 +87,10 @@ def measure(args: argparse.Namespace) -> dict:
                 run = runs / method / f"b2n_k{shots}_s{seed}"
                 top1, _ = _run(method, [*over, "data.fewshot.classes=base"], run)
                 base.append(top1)
-                novel.append(_run(method, [*over, "data.fewshot.classes=novel"], run)[0] if method == "zeroshot"
-                             else _novel(run, over))
+                if method == "zeroshot":
+                    novel.append(_run(method, [*over, "data.fewshot.classes=novel"], run)[0])
+                else:
+                    novel.append(_novel(run, over))
                 print(f"{method} base-to-novel seed={seed}: base {base[-1]:.2f} novel {novel[-1]:.2f}",
                       flush=True)
             b, n = statistics.fmean(base), statistics.fmean(novel)
