@@ -78,7 +78,7 @@ CASES = [
     Case("head_name", train("model.head=linaer"), ("model.head", "'linaer'", "did you mean", "linear")),
     Case("head_task_mismatch", train("model.head=semantic_fpn"),
          ("model.head", "'semantic_fpn'", "serves task semantic", "'classification'",
-          "clip_adapter, linear, lp_pp, text_init, tip_adapter, tip_adapter_f")),
+          "clip, clip_adapter, linear, lp_pp, text_init, tip_adapter, tip_adapter_f")),
     Case("task_name", train("task=classfication"), ("task", "'classfication'", "did you mean",
                                                      "classification")),
     Case("backbone_family", train("model.backbone=umgg:tiny"), ("model.backbone", "umgg:tiny", "umg:")),

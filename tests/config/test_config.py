@@ -209,7 +209,8 @@ def test_every_shipped_config_is_in_range():
 
 
 # -- model.head must serve the task: checked when the config is loaded, before anything is built -------------
-HEAD_TASK = {"linear": "classification", "text_init": "classification", "contrastive": "retrieval",
+HEAD_TASK = {"linear": "classification", "text_init": "classification", "clip": "classification",
+             "contrastive": "retrieval",
              "tip_adapter": "classification", "tip_adapter_f": "classification",
              "clip_adapter": "classification", "lp_pp": "classification",
              "semantic_fpn": "semantic", "semantic_uper": "semantic", "pixel_text": "semantic",
@@ -240,7 +241,7 @@ def test_the_issue_example_stops_at_load_time():
 
     demo = Path(__file__).resolve().parents[2] / "configs" / "demo" / "classification.yaml"
     with pytest.raises(ConfigError, match=r"head 'semantic_fpn' serves task semantic, not 'classification'\. "
-                                          r"Heads for classification: clip_adapter, linear, lp_pp, "
+                                          r"Heads for classification: clip, clip_adapter, linear, lp_pp, "
                                           r"text_init, tip_adapter, tip_adapter_f;"):
         load_config(demo, ["model.head=semantic_fpn"])
     assert load_config(demo, ["model.head=text_init"]).model.head == "text_init"

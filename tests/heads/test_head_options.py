@@ -70,6 +70,6 @@ def test_a_mismatched_head_in_a_python_config_fails_when_the_model_is_built():
 
     cfg = RunConfig(task="classification", model=ModelConfig(backbone="umg:tiny", head="semantic_fpn"))
     with pytest.raises(ConfigError, match="model.head: head 'semantic_fpn' serves task semantic, not "
-                                          "'classification'. Heads for classification: clip_adapter, linear, "
-                                          "lp_pp, text_init, tip_adapter, tip_adapter_f;"):
+                                          "'classification'. Heads for classification: clip, clip_adapter, "
+                                          "linear, lp_pp, text_init, tip_adapter, tip_adapter_f;"):
         build_model(cfg, ["a", "b"])

@@ -24,6 +24,7 @@ from ..data.build import build_dataset
 from ..data.collate import collate_dicts
 from ..data.fewshot import fewshot_splits
 from ..data.transforms import build_transforms
+from ..errors import at_key
 from ..metrics.classification import classification_metrics, confusion_matrix
 from ..models import ClassificationModel, build_model
 from ..registry import ADAPTERS, TASKS
@@ -183,7 +184,8 @@ def build_classification_task(cfg: RunConfig, *, model: ClassificationModel | No
     A task that extends classification passes its `ClassificationTask` subclass as ``task_cls`` and the
     classification ``options`` it parsed out of its own (``cfg.task_options`` are parsed otherwise)."""
     opts = parse_options("classification", OPTIONS, cfg.task_options) if options is None else dict(options)
-    fixed = not ADAPTERS.get(cfg.model.adapter).changes_image_features  # image features never change
+    with at_key(ADAPTERS.key):  # an unknown adapter name is reported under model.adapter
+        fixed = not ADAPTERS.get(cfg.model.adapter).changes_image_features  # image features never change
     cache = fixed if opts["cache_features"] is None else bool(opts["cache_features"])
     if cache and not fixed:
         raise ValueError(f"task_options.cache_features=true needs an adapter that leaves the image features "
