@@ -36,19 +36,22 @@ def _top1(metrics: dict) -> float:
     return round(100.0 * float(metrics["top1"]), 2)
 
 
-def _run(method: str, overrides: list[str], out: Path) -> tuple[float, float]:
-    """Top-1 (%) and seconds of one run of ``method``'s config."""
+def _run(method: str, overrides: list[str], out: Path) -> tuple[float, float, int]:
+    """Top-1 (%), seconds and trainable parameters of one run of ``method``'s config."""
     from umgkit.config import load_config
+    from umgkit.demo.stages import count_parameters
     from umgkit.tasks.run import evaluate_saved, train_and_save
 
     start = time.perf_counter()
     if method == "zeroshot":
         _, metrics = evaluate_saved(CONFIGS / "zeroshot.yaml", overrides)
+        trainable = 0
     else:
         extra = [f"output_dir={out}", "train.overwrite=true", "train.progress=false"]
         cfg = load_config(CONFIGS / f"{method}.yaml", [*overrides, *extra])
-        _, metrics = train_and_save(cfg)
-    return _top1(metrics), time.perf_counter() - start
+        task, metrics = train_and_save(cfg)
+        trainable = count_parameters(task.model)[0]
+    return _top1(metrics), time.perf_counter() - start, trainable
 
 
 def _novel(run: Path, overrides: list[str]) -> float:
@@ -66,14 +69,16 @@ def measure(args: argparse.Namespace) -> dict:
     common = [f"model.backbone={args.backbone}"] + ([f"train.max_steps={args.steps}"] if args.steps else [])
     table: dict[str, dict[str, dict]] = {}
     seconds: dict[str, list[float]] = {}
+    params: dict[str, int] = {}
     runs = Path(args.out)
     for method in ("zeroshot", *args.methods):
         for shots in args.shots:
             values = []
             for seed in args.seeds:
                 over = [*common, f"seed={seed}", f"data.fewshot.shots={shots}"]
-                top1, secs = _run(method, over, runs / method / f"k{shots}_s{seed}")
+                top1, secs, trainable = _run(method, over, runs / method / f"k{shots}_s{seed}")
                 values.append(top1)
+                params[method] = trainable  # at the largest K last (Tip-Adapter-F's cache grows with K)
                 seconds.setdefault(method, []).append(secs)
                 print(f"{method} K={shots} seed={seed}: top-1 {top1:.2f} ({secs:.1f} s)", flush=True)
             table.setdefault(method, {})[str(shots)] = _summary(values)
@@ -85,7 +90,7 @@ def measure(args: argparse.Namespace) -> dict:
             for seed in args.seeds:
                 over = [*common, f"seed={seed}", f"data.fewshot.shots={shots}"]
                 run = runs / method / f"b2n_k{shots}_s{seed}"
-                top1, _ = _run(method, [*over, "data.fewshot.classes=base"], run)
+                top1 = _run(method, [*over, "data.fewshot.classes=base"], run)[0]
                 base.append(top1)
                 if method == "zeroshot":
                     novel.append(_run(method, [*over, "data.fewshot.classes=novel"], run)[0])
@@ -96,7 +101,7 @@ def measure(args: argparse.Namespace) -> dict:
             b, n = statistics.fmean(base), statistics.fmean(novel)
             b2n[method] = {"base": _summary(base), "novel": _summary(novel),
                            "hm": round(2 * b * n / (b + n), 2) if b + n else 0.0}
-    return {"table": table, "base_to_novel": b2n,
+    return {"table": table, "base_to_novel": b2n, "trainable_params": params,
             "seconds_per_run": {m: round(statistics.fmean(s), 2) for m, s in seconds.items()}}
 
 
@@ -104,11 +109,13 @@ def markdown(result: dict, args: argparse.Namespace) -> str:
     shots = [str(k) for k in args.shots]
     lines = [f"Top-1 (%) on the 200 val images, mean ± std over seeds {', '.join(map(str, args.seeds))}; "
              f"backbone `{args.backbone}`.", "",
-             "| method | " + " | ".join(f"K={k}" for k in shots) + " | s / run |",
-             "| --- | " + " | ".join("---:" for _ in shots) + " | ---: |"]
+             "| method | " + " | ".join(f"K={k}" for k in shots)
+             + f" | trainable params (K={max(args.shots)}) | s / run |",
+             "| --- | " + " | ".join("---:" for _ in shots) + " | ---: | ---: |"]
     for method, row in result["table"].items():
         cells = [f"{row[k]['mean']:.2f} ± {row[k]['std']:.2f}" for k in shots]
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {result['seconds_per_run'][method]:.1f} |")
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {result['trainable_params'][method]:,} | "
+                     f"{result['seconds_per_run'][method]:.1f} |")
     if result["base_to_novel"]:
         lines += ["", f"Base-to-novel (K={max(args.shots)} on the base classes; base = the first 4 classes "
                       "in label order, novel = the other 4):", "",
@@ -138,6 +145,7 @@ def main() -> None:
     parser.add_argument("--out", default="demo_out/fewshot_table", help="run folders")
     parser.add_argument("--update-docs", type=Path, help="rewrite the table between the markers of this file")
     args = parser.parse_args()
+    args.shots = sorted(set(args.shots))  # the largest K last: the table's parameter counts are at that K
     os.chdir(ROOT)  # the configs name demo_out/... relative to the repository
     pretrained = args.backbone != f"umg:{DEMO_BACKBONE}" or Path(DEMO_BACKBONE).is_dir()
     if not pretrained:
