@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", nargs="+", default=(), metavar="NAME", help="run only these benchmarks")
     bench.add_argument("--benchmarks", type=Path, default=None,
                        help="benchmark folder (default: benchmarks/ of the source tree)")
-    bench.add_argument("--budget", type=float, default=570.0, help="seconds for the whole run (default 570)")
+    bench.add_argument("--budget", type=float, default=660.0, help="seconds for the whole run (default 660)")
     bench.add_argument("--strict", action="store_true", help="also exit 1 when a figure misses its target")
 
     docs = sub.add_parser("docs", help="generated documentation").add_subparsers(dest="docs_command",
