@@ -6,8 +6,8 @@ From ``sweep.json`` and every ``final/<cell>/seed<k>/trial.json``:
   over the seeds (``n`` runs), trainable parameters, mean peak memory (MiB; ``peak_memory_kind`` says CUDA
   max allocated or the process's max RSS on CPU) and mean seconds per run;
 - ``table.md``: the same as a markdown table, ``mean +- std``;
-- ``pareto.png``: per dataset/task, the metric against trainable parameters (log axis), one point per
-  method, with the Pareto front (no method both smaller and better) drawn as a line.
+- ``pareto.png``: per dataset/task (and setting), the metric against trainable parameters (log axis), one
+  point per method, with the Pareto front (no method both smaller and better) drawn as a line.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from .trial import read_trial
 
 __all__ = ["collect_rows", "write_report", "COLUMNS"]
 
-COLUMNS = ("method", "dataset", "metric", "mean", "std", "n", "trainable_params", "peak_memory_mib",
-           "peak_memory_kind", "seconds")
+COLUMNS = ("method", "dataset", "setting", "metric", "mean", "std", "n", "trainable_params",
+           "peak_memory_mib", "peak_memory_kind", "seconds")
 
 
 def collect_rows(folder: str | os.PathLike) -> list[dict]:
@@ -45,7 +45,8 @@ def collect_rows(folder: str | os.PathLike) -> list[dict]:
             continue
         mean = sum(values) / len(values)
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-        rows.append({"method": cell["method"], "dataset": cell["dataset"], "metric": cell["metric"],
+        rows.append({"method": cell["method"], "dataset": cell["dataset"], "setting": cell.get("setting", ""),
+                     "metric": cell["metric"],
                      "mean": round(mean, 6), "std": round(std, 6), "n": len(values),
                      "trainable_params": runs[0]["trainable_params"],
                      "peak_memory_mib": round(_mean([r["peak_memory_bytes"] for r in runs]) / 2**20, 1),
@@ -76,16 +77,20 @@ def write_report(folder: str | os.PathLike) -> list[Path]:
 
 
 def _markdown(rows: list[dict]) -> str:
-    lines = ["| method | dataset / task | metric | mean +- std (n) | trainable params | peak memory (MiB) "
-             "| seconds |", "| --- | --- | --- | --- | ---: | ---: | ---: |"]
+    lines = ["| method | dataset / task | setting | metric | mean +- std (n) | trainable params "
+             "| peak memory (MiB) | seconds |", "| --- | --- | --- | --- | --- | ---: | ---: | ---: |"]
     for r in rows:
         kind = "CUDA" if r["peak_memory_kind"] == "cuda_max_allocated" else "RSS"
-        lines.append(f"| {r['method']} | {r['dataset']} | {r['metric']} | {r['mean']:.4f} +- {r['std']:.4f} "
-                     f"({r['n']}) | {r['trainable_params']:,} | {r['peak_memory_mib']:.0f} {kind} | "
-                     f"{r['seconds']:.1f} |")
+        lines.append(f"| {r['method']} | {r['dataset']} | {r['setting']} | {r['metric']} | "
+                     f"{r['mean']:.4f} +- {r['std']:.4f} ({r['n']}) | {r['trainable_params']:,} | "
+                     f"{r['peak_memory_mib']:.0f} {kind} | {r['seconds']:.1f} |")
     if not rows:
-        lines.append("| (no final run finished) | | | | | | |")
+        lines.append("| (no final run finished) | | | | | | | |")
     return "\n".join(lines) + "\n"
+
+
+def _panel(row: dict) -> str:
+    return f"{row['dataset']} {row['setting']}".strip()
 
 
 def _pareto(rows: list[dict], path: Path, sign: float) -> None:
@@ -94,11 +99,11 @@ def _pareto(rows: list[dict], path: Path, sign: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows)) or ["(none)"]
+    datasets = list(dict.fromkeys(_panel(r) for r in rows)) or ["(none)"]
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.8), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         points = sorted((max(r["trainable_params"], 1), r["mean"], r["std"], r["method"])
-                        for r in rows if r["dataset"] == dataset)
+                        for r in rows if _panel(r) == dataset)
         for x, y, err, method in points:
             ax.errorbar([x], [y], yerr=[err], fmt="o", capsize=3)
             ax.annotate(method, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
@@ -111,7 +116,7 @@ def _pareto(rows: list[dict], path: Path, sign: float) -> None:
             ax.plot(*zip(*front, strict=True), "--", color="grey", linewidth=1)
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters")
-        ax.set_ylabel(next((r["metric"] for r in rows if r["dataset"] == dataset), "metric"))
+        ax.set_ylabel(next((r["metric"] for r in rows if _panel(r) == dataset), "metric"))
         ax.set_title(dataset)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

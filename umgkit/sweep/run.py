@@ -35,7 +35,8 @@ def check_spec(spec: SweepSpec) -> dict[str, str]:
     for cell in spec.cells():
         trial = [f"{s.key}={override_text(s.first())}" for s in cell.spaces]
         try:
-            load_config(cell.config, [*spec.overrides, *cell.overrides(), *trial, "seed=0"])
+            for final in (False, True):
+                load_config(cell.config, [*spec.cell_overrides(cell, final=final), *trial, "seed=0"])
             metrics[cell.name] = cell_metric(spec, cell)
         except ConfigError as err:
             where = f"sweep spec {spec.path}, cell {cell.name} ({cell.config.name})"
@@ -98,7 +99,8 @@ def _write_record(folder: Path, spec: SweepSpec, storage: str, cells: list[Cell]
 
     record = {"spec": str(spec.path.resolve()), "storage": storage, "direction": spec.direction,
               "seeds": spec.seeds,
-              "cells": [{"name": c.name, "dataset": c.dataset, "method": c.method, "config": str(c.config),
+              "cells": [{"name": c.name, "dataset": c.dataset, "method": c.method, "setting": c.setting,
+                         "config": str(c.config),
                          "metric": metrics[c.name], "axes": {k: v for k, v in c.axes}} for c in cells]}
     atomic_write_text(folder / SWEEP_FILE, json.dumps(record, indent=1) + "\n")
 
@@ -167,7 +169,7 @@ def _final_runs(spec: SweepSpec, cells: list[Cell], folder: Path, studies: dict,
         params = [f"{k}={override_text(v)}" for k, v in best.params.items()]
         for seed in spec.seeds:
             jobs.append((cell, cell_dir / f"seed{seed}",
-                         [*spec.overrides, *cell.overrides(), *params, f"seed={seed}"]))
+                         [*spec.cell_overrides(cell, final=True), *params, f"seed={seed}"]))
 
     def run(job) -> str:
         cell, out, overrides = job

@@ -3,9 +3,15 @@
 A spec is a YAML mapping (read with ``yaml.safe_load``; nothing in it is executed):
 
 ``configs``  list of run configs, relative to the spec file: the task / dataset axis (required).
-``overrides`` dotted ``key=value`` strings applied to every trial and final run.
+``overrides`` dotted ``key=value`` strings applied to every trial and final run; ``{dataset}`` in a value
+              becomes the cell's dataset label (e.g. ``data.root=data/vtab/{dataset}``).
+``final_overrides`` overrides of the seed re-runs only (e.g. VTAB-1k's
+              ``data.train_split=train800val200 data.val_split=test``).
 ``axes``      mapping ``config.key -> [values]`` crossed with ``configs``; one search *cell* per
-              combination. The first axis is the *method* axis (it picks the ``search`` entry).
+              combination. With unique config file stems, the first axis is the *method* (it picks the
+              ``search`` entry and the table row) and the stem is the dataset/task; otherwise (no axes, or
+              one method file per dataset folder as configs/paper/fewshot/) the stem is the method and
+              the parent folder the dataset. Other axes show as the row's ``setting``.
 ``metric``    the final-metrics key to optimise, or a mapping ``config file -> key`` (the file as written
               under ``configs``, or its stem); omitted: the task's headline metric (`DEFAULT_METRICS`).
 ``direction`` ``maximize`` (default) or ``minimize``.
@@ -44,8 +50,8 @@ __all__ = ["SweepSpec", "Cell", "Space", "load_spec", "override_text", "DEFAULT_
 # the headline val metric of each task (as the demo reports it)
 DEFAULT_METRICS = {"classification": "top1", "retrieval": "mean_recall", "semantic": "mIoU", "panoptic": "PQ",
                    "detection": "box_AP50"}
-_KEYS = ("configs", "overrides", "axes", "metric", "direction", "search", "trials", "sampler", "pruner",
-         "seeds", "launcher", "out")
+_KEYS = ("configs", "overrides", "final_overrides", "axes", "metric", "direction", "search", "trials",
+         "sampler", "pruner", "seeds", "launcher", "out")
 _SAMPLERS = ("tpe", "grid", "random")
 _PRUNERS = ("median", "none")
 
@@ -77,7 +83,8 @@ class Cell:
     name: str  # folder name under trials/ and final/, and the Optuna study name
     config: Path
     dataset: str  # the config's label in tables (its stem, or parent/stem when stems repeat)
-    method: str  # value of the first axis ("default" without axes)
+    method: str  # value of the method axis, or the config's stem (see the module docstring)
+    setting: str  # the other axes' key=value pairs ("" when none)
     axes: tuple[tuple[str, Any], ...]  # (key, value) pairs of this cell
     metric: str | None  # None: the task's default, chosen once the config is loaded
     spaces: tuple[Space, ...]
@@ -91,6 +98,7 @@ class SweepSpec:
     path: Path
     configs: list[Path]
     overrides: list[str] = field(default_factory=list)
+    final_overrides: list[str] = field(default_factory=list)
     axes: dict[str, list] = field(default_factory=dict)
     metric: str | dict[str, str] | None = None
     direction: str = "maximize"
@@ -104,19 +112,29 @@ class SweepSpec:
 
     def cells(self) -> list[Cell]:
         """Every config x axis combination, in spec order."""
-        labels = _labels(self.configs)
+        stems = [c.stem for c in self.configs]
+        method_axis = bool(self.axes) and len(set(stems)) == len(stems)
         keys = list(self.axes)
         combos = list(itertools.product(*(self.axes[k] for k in keys))) if keys else [()]
         cells = []
-        for config, label in zip(self.configs, labels, strict=True):
+        for config in self.configs:
+            dataset = config.stem if method_axis else config.parent.name
             for combo in combos:
-                method = str(combo[0]) if combo else "default"
-                spaces = self.search.get(method, self.search.get("default", ()))
-                name = "-".join([label.replace("/", "_"), *(_slug(v) for v in combo)])
-                metric = self._metric_for(config, label)
                 axes = tuple(zip(keys, combo, strict=True))
-                cells.append(Cell(name, config, label, method, axes, metric, spaces))
+                method = str(combo[0]) if method_axis else config.stem
+                setting = " ".join(f"{k}={v}" for k, v in (axes[1:] if method_axis else axes))
+                spaces = self.search.get(method, self.search.get("default", ()))
+                label = config.stem if method_axis else f"{dataset}_{config.stem}"
+                name = "-".join([label, *(_slug(v) for v in combo)])
+                metric = self._metric_for(config, dataset)
+                cells.append(Cell(name, config, dataset, method, setting, axes, metric, spaces))
         return cells
+
+    def cell_overrides(self, cell: Cell, *, final: bool = False) -> list[str]:
+        """What a trial (or, with ``final``, a seed re-run) of ``cell`` adds to its config, in order:
+        the spec's overrides, the final ones, the cell's axis values."""
+        shared = [*self.overrides, *(self.final_overrides if final else [])]
+        return [item.replace("{dataset}", cell.dataset) for item in shared] + cell.overrides()
 
     def budget(self, cell: Cell) -> int:
         """Trials of ``cell``: ``trials``, or the grid's size, or 1 when nothing is searched."""
@@ -126,10 +144,10 @@ class SweepSpec:
             return math.prod(len(s.choices) for s in cell.spaces)
         return 1
 
-    def _metric_for(self, config: Path, label: str) -> str | None:
+    def _metric_for(self, config: Path, dataset: str) -> str | None:
         if not isinstance(self.metric, dict):
             return self.metric
-        for key in (label, config.stem, config.name):
+        for key in (dataset, config.stem, config.name):
             if key in self.metric:
                 return self.metric[key]
         for key, value in self.metric.items():
@@ -168,9 +186,12 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
         resolved.append(file)
     spec = SweepSpec(path=path, configs=resolved)
     spec.overrides = _strings(data.get("overrides", []), "overrides", fail, "a list of key=value strings")
-    for item in spec.overrides:
-        if "=" not in item:
-            raise fail("overrides", item, "key=value, e.g. train.max_steps=60")
+    spec.final_overrides = _strings(data.get("final_overrides", []), "final_overrides", fail,
+                                    "a list of key=value strings")
+    for key, items in (("overrides", spec.overrides), ("final_overrides", spec.final_overrides)):
+        for item in items:
+            if "=" not in item:
+                raise fail(key, item, "key=value, e.g. train.max_steps=60")
     axes = data.get("axes") or {}
     if not isinstance(axes, dict):
         raise fail("axes", axes, "a mapping config.key -> list of values")
@@ -190,10 +211,10 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
         raise fail("search", search, "a mapping method (or default) -> {config.key: space}")
     spec.search = {str(method): _spaces(spaces, f"search.{method}", fail)
                    for method, spaces in search.items()}
-    methods = [str(v) for v in next(iter(spec.axes.values()), [])]
+    methods = sorted({c.method for c in spec.cells()})
     for method in spec.search:
         if method != "default" and method not in methods:
-            raise fail("search", method, f"'default' or a value of the first axis ({methods or 'no axes'})")
+            raise fail("search", method, f"'default' or a method of the sweep ({', '.join(methods)})")
     if spec.sampler == "grid":
         for method, spaces in spec.search.items():
             for space in spaces:
@@ -255,12 +276,6 @@ def _choice(value: Any, key: str, allowed: tuple[str, ...], fail) -> str:
     if value not in allowed:
         raise fail(key, value, " or ".join(allowed))
     return value
-
-
-def _labels(configs: list[Path]) -> list[str]:
-    """Config stems, or ``parent/stem`` where two stems repeat (one method file per dataset folder)."""
-    stems = [c.stem for c in configs]
-    return [f"{c.parent.name}/{c.stem}" if stems.count(c.stem) > 1 else c.stem for c in configs]
 
 
 def _slug(value: Any) -> str:

@@ -75,7 +75,7 @@ def cell_metric(spec: SweepSpec, cell: Cell) -> str:
     from ..config import load_config
     from .spec import DEFAULT_METRICS
 
-    task = load_config(cell.config, [*spec.overrides, *cell.overrides()]).task
+    task = load_config(cell.config, spec.cell_overrides(cell)).task
     if task not in DEFAULT_METRICS:
         from ..errors import ConfigError
 
@@ -101,7 +101,7 @@ def search_cell(spec: SweepSpec, cell: Cell, sweep_dir: Path, storage, worker: i
         folder = sweep_dir / "trials" / cell.name / str(trial.number)
         trial.set_user_attr("folder", str(folder.relative_to(sweep_dir)))
         searched = [f"{k}={override_text(v)}" for k, v in params.items()]
-        overrides = [*spec.overrides, *cell.overrides(), *searched]
+        overrides = [*spec.cell_overrides(cell), *searched]
         command = trial_command(spec, cell.config, folder, overrides)
         code, pruned = run_child(command, folder, _pruning_check(trial, folder, metric))
         record = read_trial(folder)
