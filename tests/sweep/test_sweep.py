@@ -18,6 +18,7 @@ from umgkit.data.synth import generate_world
 pytest.importorskip("optuna")
 
 ROOT = Path(__file__).resolve().parents[2]
+CELL = "demo_classification"  # no axes: the method is the config's stem, the dataset its folder
 SHIPPED = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
 
 
@@ -141,18 +142,18 @@ def test_two_worker_sweep_of_six_trials_and_report(tmp_path, world):
     (trials,) = trials_of(out).values()
     assert states(trials) == ["COMPLETE"] * 6
     assert sorted(t.number for t in trials) == list(range(6))
-    assert sorted(p.name for p in (out / "trials" / "classification").iterdir()) == [str(i) for i in range(6)]
+    assert sorted(p.name for p in (out / "trials" / CELL).iterdir()) == [str(i) for i in range(6)]
     for t in trials:
         record = json.loads((out / t.user_attrs["folder"] / "trial.json").read_text())
         assert record["metrics"]["top1"] == t.value
         assert (out / t.user_attrs["folder"] / "model" / "model.json").is_file()  # an ordinary run folder
-    finals = sorted((out / "final" / "classification").glob("seed*/trial.json"))
+    finals = sorted((out / "final" / CELL).glob("seed*/trial.json"))
     assert [p.parent.name for p in finals] == ["seed0", "seed1"]
-    best = json.loads((out / "final" / "classification" / "best.json").read_text())
+    best = json.loads((out / "final" / CELL / "best.json").read_text())
     assert best["params"] == max(trials, key=lambda t: t.value).params or best["value"] == max(
         t.value for t in trials)
     rows = (out / "table.csv").read_text().splitlines()
-    assert len(rows) == 2 and rows[1].startswith("default,classification,,top1,")
+    assert len(rows) == 2 and rows[1].startswith("classification,demo,,top1,")
     assert (out / "pareto.png").stat().st_size > 1000 and (out / "table.md").is_file()
     # the report rebuilds identically from the folder alone
     table = (out / "table.csv").read_text()
@@ -193,9 +194,9 @@ def test_kill_9_then_resume_reruns_no_finished_trial(tmp_path, world):
     counted = [t for t in trials if not t.user_attrs.get("interrupted")]
     assert states(counted) == ["COMPLETE"] * 4
     for number, stat in before.items():  # finished trials were not rerun
-        again = (out / "trials" / "classification" / str(number) / "trial.json").stat()
+        again = (out / "trials" / CELL / str(number) / "trial.json").stat()
         assert (again.st_ino, again.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
-    assert (out / "final" / "classification" / "seed0" / "trial.json").is_file()
+    assert (out / "final" / CELL / "seed0" / "trial.json").is_file()
 
 
 @pytest.mark.slow
