@@ -42,7 +42,7 @@ def write_spec(folder: Path, world: Path, body: str) -> Path:
 
 
 def trials_of(out: Path) -> dict[str, list]:
-    from umgkit.sweep.run import load_sweep_record
+    from umgkit.sweep.record import load_sweep_record
     from umgkit.sweep.study import open_storage, open_study
 
     spec, url = load_sweep_record(out)

@@ -30,7 +30,7 @@ COLUMNS = ("method", "dataset", "setting", "metric", "mean", "std", "n", "traina
 def collect_rows(folder: str | os.PathLike) -> list[dict]:
     """One row per cell that has at least one finished final run, in the sweep's cell order."""
     from ..errors import ConfigError
-    from .run import SWEEP_FILE
+    from .record import SWEEP_FILE
 
     folder = Path(folder)
     if not (folder / SWEEP_FILE).is_file():

@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import ConfigError, RunFolderError
+from .record import SWEEP_FILE, write_record
 from .spec import Cell, SweepSpec, load_spec, override_text
 from .trial import read_trial
 
-__all__ = ["run_sweep", "check_spec", "load_sweep_record", "SWEEP_FILE"]
+__all__ = ["run_sweep", "check_spec"]
 
-SWEEP_FILE = "sweep.json"
 _FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 
@@ -62,7 +62,7 @@ def run_sweep(spec_path: str | os.PathLike, *, out: str | os.PathLike | None = N
     storage = storage or default_storage(folder)
     cells = spec.cells()
     folder.mkdir(parents=True, exist_ok=True)
-    _write_record(folder, spec, storage, cells, metrics)
+    write_record(folder, spec, storage, cells, metrics)
     store = open_storage(storage)
     studies = {cell.name: open_study(store, spec, cell) for cell in cells}  # created once, before workers
     if resume:
@@ -86,23 +86,6 @@ def run_sweep(spec_path: str | os.PathLike, *, out: str | os.PathLike | None = N
         raise ConfigError(f"sweep workers {failed_workers} stopped with an error; see "
                           f"{folder / 'logs'} (the report covers the cells that finished).")
     return folder
-
-
-def load_sweep_record(folder: str | os.PathLike) -> tuple[SweepSpec, str]:
-    """The spec and storage URL of the sweep in ``folder`` (what a worker needs)."""
-    record = json.loads((Path(folder) / SWEEP_FILE).read_text(encoding="utf-8"))
-    return load_spec(record["spec"]), record["storage"]
-
-
-def _write_record(folder: Path, spec: SweepSpec, storage: str, cells: list[Cell], metrics: dict) -> None:
-    from .._io import atomic_write_text
-
-    record = {"spec": str(spec.path.resolve()), "storage": storage, "direction": spec.direction,
-              "seeds": spec.seeds,
-              "cells": [{"name": c.name, "dataset": c.dataset, "method": c.method, "setting": c.setting,
-                         "config": str(c.config),
-                         "metric": metrics[c.name], "axes": {k: v for k, v in c.axes}} for c in cells]}
-    atomic_write_text(folder / SWEEP_FILE, json.dumps(record, indent=1) + "\n")
 
 
 def _search(folder: Path, workers: int, studies: dict, bar) -> list[int]:

@@ -160,7 +160,7 @@ def _val_curve(folder: Path, metric: str) -> list[tuple[int, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .run import load_sweep_record
+    from .record import load_sweep_record
     from .study import open_storage
 
     args = list(sys.argv[1:] if argv is None else argv)
