@@ -58,7 +58,7 @@ def open_study(storage, spec: SweepSpec, cell: Cell, *, seed: int = 0):
     """Create or load ``cell``'s study with the spec's sampler and pruner (``seed``: this worker's)."""
     optuna = require_optuna()
     if spec.sampler == "grid":
-        sampler = optuna.samplers.GridSampler({s.key: list(s.choices) for s in cell.spaces}, seed=seed)
+        sampler = _grid_sampler(optuna)({s.key: list(s.choices) for s in cell.spaces}, seed=seed)
     elif spec.sampler == "random":
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
@@ -67,6 +67,17 @@ def open_study(storage, spec: SweepSpec, cell: Cell, *, seed: int = 0):
               else optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
     return optuna.create_study(storage=storage, study_name=cell.name, sampler=sampler, pruner=pruner,
                                direction=spec.direction, load_if_exists=True)
+
+
+def _grid_sampler(optuna):
+    """GridSampler without its end-of-grid ``study.stop()``: that call is only allowed inside
+    ``study.optimize``, and the workers ask and tell themselves (the budget ends the search)."""
+
+    class GridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            pass
+
+    return GridSampler
 
 
 def suggest(trial, spaces: tuple[Space, ...]) -> dict[str, Any]:
