@@ -89,6 +89,17 @@ def test_a_bad_config_value_names_the_cell(tmp_path, capsys):
     assert "cell c-1.0 " in err and "'train.lr' has value -1.0" in err
 
 
+def test_without_optuna_one_error_with_the_install_hint(tmp_path, monkeypatch, capsys):
+    (tmp_path / "c.yaml").write_text("task: classification\n", encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"configs: [c.yaml]\nout: {tmp_path / 'out'}\n", encoding="utf-8")
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed
+    assert main(["sweep", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert err == "umgkit sweep: error: umgkit sweep needs Optuna: pip install 'umgkit[sweep]'\n"
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("spec", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_specs_load_check(spec, capsys):
     from umgkit.sweep import load_spec
