@@ -25,7 +25,7 @@ LAYERS = {
     4: {"heads"},
     5: {"models"},
     6: {"tasks", "pretrain"},
-    7: {"cli", "cli_parser", "demo", "app", "integrations", "bench"},
+    7: {"cli", "cli_parser", "demo", "app", "integrations", "bench", "sweep"},
 }
 RANK = {name: layer for layer, names in LAYERS.items() for name in names}
 

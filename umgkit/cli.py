@@ -1,5 +1,5 @@
 """``umgkit`` command line: train, eval, predict, export, push, serve, data, list, pretrain, demo, bench,
-d2-train, mmseg-train."""
+d2-train, mmseg-train, sweep."""
 
 from __future__ import annotations
 
@@ -305,6 +305,34 @@ def _cmd_docs(args: argparse.Namespace) -> int:
     return reference_main(argv)
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+
+    if args.report is not None:
+        from .sweep import write_report
+
+        for path in write_report(args.report):
+            print(f"wrote {path}")
+        return 0
+    if args.spec is None:
+        raise ConfigError("give a sweep spec (umgkit sweep SPEC.yaml) or --report DIR.")
+    from .sweep import check_spec, load_spec, run_sweep
+
+    if args.check:
+        spec = load_spec(args.spec)
+        metrics = check_spec(spec)
+        for cell in spec.cells():
+            print(f"{cell.name}: {spec.budget(cell)} trials, metric {metrics[cell.name]}")
+        print(f"{args.spec}: {len(metrics)} cells load; {len(spec.seeds)} seeds each")
+        return 0
+    folder = run_sweep(args.spec, out=args.out, workers=args.workers, storage=args.storage,
+                       resume=args.resume)
+    print((folder / "table.md").read_text(encoding="utf-8"))
+    print(f"wrote {folder / 'table.md'}, {folder / 'table.csv'} and {folder / 'pareto.png'}")
+    return 0
+
+
+_COMMANDS["sweep"] = _cmd_sweep
 _COMMANDS["bench"] = _cmd_bench
 _COMMANDS["docs"] = _cmd_docs
 

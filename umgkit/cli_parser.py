@@ -189,6 +189,27 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--budget", type=float, default=660.0, help="seconds for the whole run (default 660)")
     bench.add_argument("--strict", action="store_true", help="also exit 1 when a figure misses its target")
 
+    sw = sub.add_parser("sweep", help="hyper-parameter search over configs x methods (Optuna), best setting "
+                                      "re-run per seed, table + Pareto plot",
+                        description="search each config x axis cell of a sweep spec with Optuna, re-run each "
+                                    "cell's best setting over the spec's seeds, write table.md, table.csv "
+                                    "and pareto.png into the sweep folder (docs/sweeps.md); needs the "
+                                    "'sweep' extra")
+    sw.add_argument("spec", type=Path, nargs="?", metavar="SPEC", help="sweep spec YAML, e.g. "
+                    "configs/sweeps/pet_vs_full.yaml")
+    sw.add_argument("--out", type=Path, default=None, help="sweep folder (default: the spec's out)")
+    sw.add_argument("--workers", type=_positive_int, default=1,
+                    help="trials run at once, each in its own process (default 1)")
+    sw.add_argument("--storage", default=None, metavar="URL",
+                    help="Optuna storage shared by workers on several machines, e.g. "
+                         "postgresql://user:pass@host/db (default: a journal file in the sweep folder)")
+    sw.add_argument("--resume", action="store_true",
+                    help="continue the sweep in the sweep folder; finished trials are not rerun")
+    sw.add_argument("--check", action="store_true",
+                    help="load every cell's config with its overrides and stop (no data, no training)")
+    sw.add_argument("--report", type=Path, default=None, metavar="DIR",
+                    help="rebuild table.md, table.csv and pareto.png of the sweep folder DIR and stop")
+
     docs = sub.add_parser("docs", help="generated documentation").add_subparsers(dest="docs_command",
                                                                                  required=True)
     ref = docs.add_parser("config-reference", help="write the config reference generated from the schemas")
