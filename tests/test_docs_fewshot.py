@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from pathlib import Path
 
+import doc_blocks
 import pytest
 import torch
 
@@ -27,14 +27,7 @@ METHODS = sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem not in ("_base
 
 
 def page_commands() -> list[list[str]]:
-    """The `umgkit ...` lines of the page's bash blocks, continuation lines joined and comments dropped."""
-    commands = []
-    for block in re.findall(r"```bash\n(.*?)```", PAGE.read_text(encoding="utf-8"), flags=re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            argv = shlex.split(line, comments=True)
-            if argv and argv[0] == "umgkit":
-                commands.append(argv[1:])
-    return commands
+    return doc_blocks.page_commands(PAGE)
 
 
 def tiny(argv: list[str]) -> list[str]:

@@ -4,10 +4,10 @@ with only tiny-size overrides added (a small synthetic world, one training step,
 from __future__ import annotations
 
 import re
-import shlex
 import shutil
 from pathlib import Path
 
+import doc_blocks
 import pytest
 
 from umgkit.cli import main
@@ -20,14 +20,7 @@ TRAIN_TINY = [*WORLD, "data.root=world/imagefolder", "train.max_steps=1", "train
 
 
 def quickstart_commands() -> list[list[str]]:
-    """The `umgkit ...` lines of the bash blocks, continuation lines joined and comments dropped."""
-    commands = []
-    for block in re.findall(r"```bash\n(.*?)```", QUICKSTART.read_text(encoding="utf-8"), flags=re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            argv = shlex.split(line, comments=True)
-            if argv and argv[0] == "umgkit":
-                commands.append(argv[1:])
-    return commands
+    return doc_blocks.page_commands(QUICKSTART)
 
 
 def tiny(argv: list[str]) -> list[str]:

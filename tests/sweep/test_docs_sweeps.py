@@ -4,10 +4,9 @@ commands that need the demo's pretrained backbone (a full pet_vs_full run) are l
 
 from __future__ import annotations
 
-import re
-import shlex
 from pathlib import Path
 
+import doc_blocks
 import pytest
 
 from umgkit.cli import main
@@ -19,13 +18,7 @@ PAGE = ROOT / "docs" / "sweeps.md"
 
 
 def page_commands() -> list[list[str]]:
-    commands = []
-    for block in re.findall(r"```bash\n(.*?)```", PAGE.read_text(encoding="utf-8"), flags=re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            argv = shlex.split(line, comments=True)
-            if argv and argv[0] == "umgkit":
-                commands.append(argv[1:])
-    return commands
+    return doc_blocks.page_commands(PAGE)
 
 
 def test_page_lists_every_shipped_spec_and_the_table_markers():
