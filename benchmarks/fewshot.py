@@ -52,9 +52,9 @@ def _run(method: str, overrides: list[str], out: Path) -> tuple[float, float, in
     else:
         extra = [f"output_dir={out}", "train.overwrite=true", "train.progress=false"]
         cfg = load_config(CONFIGS / f"{method}.yaml", [*overrides, *extra])
-        shots = _train_images(cfg)
-        if shots < cfg.data.batch_size:  # K = 1 on 8 classes: one batch is every shot
-            cfg = load_config(CONFIGS / f"{method}.yaml", [*overrides, *extra, f"data.batch_size={shots}"])
+        images = _train_images(cfg)
+        if images < cfg.data.batch_size:  # K = 1 on 8 classes: one batch is every shot
+            cfg = load_config(CONFIGS / f"{method}.yaml", [*overrides, *extra, f"data.batch_size={images}"])
         task, metrics = train_and_save(cfg)
         trainable = count_parameters(task.model)[0]
     return _top1(metrics), time.perf_counter() - start, trainable
